@@ -1,0 +1,375 @@
+//! The filter model: an OR of items, optionally narrowed by one global bound.
+//!
+//! Constructors validate and sanitise, so a [`Filter`] value is always well formed and equal
+//! filters have identical contents (and therefore compile to identical SQL): empty strings are
+//! dropped, duplicates removed, order normalised. A part of an item that was given but is
+//! empty after sanitising is an error, never a silent widening of the filter.
+
+use crate::error::{Error, Result};
+
+/// The value of a payload predicate, compared as a JSON value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PredicateValue {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl PredicateValue {
+    /// JSON compares `1` and `1.0` as equal; a float with an integral value in range is
+    /// therefore normalised to an integer, so equal predicates sanitise to one.
+    fn normalised(self) -> Result<Self> {
+        match self {
+            Self::Float(f) if !f.is_finite() => Err(Error::invalid(
+                "predicate values must be finite numbers (JSON has no NaN or infinity)",
+            )),
+            #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+            Self::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Self::Int(f as i64)),
+            other => Ok(other),
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Self::Str(s) => serde_json::Value::from(s.as_str()),
+            Self::Int(i) => serde_json::Value::from(*i),
+            Self::Float(f) => serde_json::Value::from(*f),
+            Self::Bool(b) => serde_json::Value::from(*b),
+        }
+    }
+}
+
+/// `payload[key] == value` on the payload's top level.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Predicate {
+    pub key: String,
+    pub value: PredicateValue,
+}
+
+impl Predicate {
+    fn sort_key(&self) -> (String, String) {
+        (self.key.clone(), self.value.to_json().to_string())
+    }
+}
+
+/// Predicates of one item, combined with OR (`Any`) or AND (`All`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum PredicateGroup {
+    Any(Vec<Predicate>),
+    All(Vec<Predicate>),
+}
+
+impl PredicateGroup {
+    pub fn predicates(&self) -> &[Predicate] {
+        match self {
+            Self::Any(p) | Self::All(p) => p,
+        }
+    }
+}
+
+/// One alternative of a filter: any of `event_types` (if given) AND its predicates (if given).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FilterItem {
+    event_types: Vec<String>,
+    predicates: Option<PredicateGroup>,
+}
+
+pub(crate) fn reject_nul(what: &str, s: &str) -> Result<()> {
+    if s.contains('\0') {
+        return Err(Error::invalid(format!(
+            "{what} contains a NUL character, which PostgreSQL cannot store"
+        )));
+    }
+    Ok(())
+}
+
+impl FilterItem {
+    /// Builds an item from event types (any of them) and an optional predicate group.
+    ///
+    /// Empty strings are dropped and duplicates removed; if the types or the predicates were
+    /// given but nothing is left of them, or the item has neither, it is rejected.
+    pub fn new(event_types: Vec<String>, predicates: Option<PredicateGroup>) -> Result<Self> {
+        let types_given = !event_types.is_empty();
+        let mut types = Vec::with_capacity(event_types.len());
+        for t in event_types {
+            reject_nul("an event type", &t)?;
+            if !t.trim().is_empty() {
+                types.push(t);
+            }
+        }
+        types.sort_unstable();
+        types.dedup();
+        if types_given && types.is_empty() {
+            return Err(Error::invalid(
+                "filter item: every event type given is empty; an empty item would match everything",
+            ));
+        }
+
+        let predicates = match predicates {
+            None => None,
+            Some(group) => {
+                let any = matches!(group, PredicateGroup::Any(_));
+                let given = group.predicates().len();
+                let mut kept = Vec::with_capacity(given);
+                for p in match group {
+                    PredicateGroup::Any(p) | PredicateGroup::All(p) => p,
+                } {
+                    reject_nul("a predicate key", &p.key)?;
+                    if let PredicateValue::Str(s) = &p.value {
+                        reject_nul("a predicate value", s)?;
+                    }
+                    let empty_value = matches!(&p.value, PredicateValue::Str(s) if s.is_empty());
+                    if p.key.is_empty() || empty_value {
+                        continue;
+                    }
+                    kept.push(Predicate {
+                        key: p.key,
+                        value: p.value.normalised()?,
+                    });
+                }
+                kept.sort_by_cached_key(Predicate::sort_key);
+                kept.dedup();
+                if given > 0 && kept.is_empty() {
+                    return Err(Error::invalid(
+                        "filter item: every predicate given has an empty key or value; an empty item would match everything",
+                    ));
+                }
+                match kept.len() {
+                    0 => None,
+                    // One predicate means the same under ANY and ALL: normalise to ALL.
+                    1 => Some(PredicateGroup::All(kept)),
+                    _ if any => Some(PredicateGroup::Any(kept)),
+                    _ => Some(PredicateGroup::All(kept)),
+                }
+            }
+        };
+
+        if types.is_empty() && predicates.is_none() {
+            return Err(Error::invalid(
+                "filter item is empty: give event types, predicates or both (use a match-any-event filter on purpose)",
+            ));
+        }
+        Ok(Self {
+            event_types: types,
+            predicates,
+        })
+    }
+
+    pub fn event_types(&self) -> &[String] {
+        &self.event_types
+    }
+
+    pub fn predicates(&self) -> Option<&PredicateGroup> {
+        self.predicates.as_ref()
+    }
+
+    /// A deterministic JSON form of the item, used for ordering items and for a stable
+    /// serialisation of the whole filter.
+    pub fn canonical_json(&self) -> serde_json::Value {
+        let mut item = serde_json::Map::new();
+        if !self.event_types.is_empty() {
+            item.insert("types".into(), self.event_types.clone().into());
+        }
+        if let Some(group) = &self.predicates {
+            let (kind, preds) = match group {
+                PredicateGroup::Any(p) => ("any", p),
+                PredicateGroup::All(p) => ("all", p),
+            };
+            let list: Vec<serde_json::Value> = preds
+                .iter()
+                .map(|p| serde_json::json!([p.key, p.value.to_json()]))
+                .collect();
+            item.insert(kind.into(), list.into());
+        }
+        item.into()
+    }
+}
+
+/// The one global bound of a filter. Time bounds are microseconds since the Unix epoch (UTC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Bound {
+    #[default]
+    None,
+    /// `occurred_at >= from`
+    OccurredFrom(i64),
+    /// `occurred_at <= until`
+    OccurredUntil(i64),
+    /// `from <= occurred_at <= until`
+    OccurredBetween(i64, i64),
+    /// `sequence_number > n`
+    SequenceNumberAbove(i64),
+}
+
+impl Bound {
+    fn validate(self) -> Result<Self> {
+        match self {
+            Self::OccurredBetween(from, until) if from > until => Err(Error::invalid(
+                "occurred_from is after occurred_until: the filter could never match",
+            )),
+            Self::SequenceNumberAbove(n) if n < 0 => Err(Error::invalid(
+                "sequence_number_higher_than must not be negative",
+            )),
+            other => Ok(other),
+        }
+    }
+}
+
+/// A validated, sanitised event filter. An empty item list matches every event; it can only be
+/// made on purpose, with [`Filter::any_event`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Filter {
+    items: Vec<FilterItem>,
+    bound: Bound,
+}
+
+impl Filter {
+    /// An OR of `items` (at least one), narrowed by `bound`.
+    pub fn new(items: Vec<FilterItem>, bound: Bound) -> Result<Self> {
+        if items.is_empty() {
+            return Err(Error::invalid(
+                "a filter needs at least one item; use a match-any-event filter on purpose",
+            ));
+        }
+        let mut keyed: Vec<(String, FilterItem)> = items
+            .into_iter()
+            .map(|i| (i.canonical_json().to_string(), i))
+            .collect();
+        keyed.sort_by(|a, b| a.0.cmp(&b.0));
+        keyed.dedup_by(|a, b| a.0 == b.0);
+        Ok(Self {
+            items: keyed.into_iter().map(|(_, i)| i).collect(),
+            bound: bound.validate()?,
+        })
+    }
+
+    /// A filter that matches every event, optionally bounded.
+    pub fn any_event(bound: Bound) -> Result<Self> {
+        Ok(Self {
+            items: Vec::new(),
+            bound: bound.validate()?,
+        })
+    }
+
+    pub fn items(&self) -> &[FilterItem] {
+        &self.items
+    }
+
+    pub fn bound(&self) -> Bound {
+        self.bound
+    }
+
+    pub fn matches_any_event(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// A deterministic serialisation: equal filters, however built, give equal text.
+    pub fn canonical_json(&self) -> String {
+        let items: Vec<serde_json::Value> =
+            self.items.iter().map(FilterItem::canonical_json).collect();
+        let bound = match self.bound {
+            Bound::None => serde_json::Value::Null,
+            Bound::OccurredFrom(f) => serde_json::json!({ "from": f }),
+            Bound::OccurredUntil(u) => serde_json::json!({ "until": u }),
+            Bound::OccurredBetween(f, u) => serde_json::json!({ "from": f, "until": u }),
+            Bound::SequenceNumberAbove(n) => serde_json::json!({ "after": n }),
+        };
+        serde_json::json!({ "items": items, "bound": bound }).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(k: &str, v: &str) -> Predicate {
+        Predicate {
+            key: k.into(),
+            value: PredicateValue::Str(v.into()),
+        }
+    }
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| (*x).to_string()).collect()
+    }
+
+    #[test]
+    fn types_are_sanitised() {
+        let item = FilterItem::new(s(&["B", "", "A", "B", "  "]), None).unwrap();
+        assert_eq!(item.event_types(), ["A", "B"]);
+    }
+
+    #[test]
+    fn predicates_are_sanitised_and_single_any_becomes_all() {
+        let item = FilterItem::new(
+            vec![],
+            Some(PredicateGroup::Any(vec![p("b", "2"), p("", "x"), p("a", ""), p("b", "2")])),
+        )
+        .unwrap();
+        assert_eq!(item.predicates(), Some(&PredicateGroup::All(vec![p("b", "2")])));
+    }
+
+    #[test]
+    fn empty_items_are_errors() {
+        assert!(FilterItem::new(vec![], None).is_err());
+        assert!(FilterItem::new(s(&["", " "]), None).is_err());
+        assert!(FilterItem::new(vec![], Some(PredicateGroup::All(vec![p("", "")]))).is_err());
+        // Types survive, but the predicates given vanished: widening would be a silent bug.
+        assert!(FilterItem::new(s(&["A"]), Some(PredicateGroup::Any(vec![p("k", "")]))).is_err());
+        assert!(Filter::new(vec![], Bound::None).is_err());
+    }
+
+    #[test]
+    fn nul_is_rejected() {
+        assert!(FilterItem::new(s(&["A\0"]), None).is_err());
+        assert!(FilterItem::new(vec![], Some(PredicateGroup::All(vec![p("k\0", "v")]))).is_err());
+        assert!(FilterItem::new(vec![], Some(PredicateGroup::All(vec![p("k", "v\0")]))).is_err());
+    }
+
+    #[test]
+    fn floats_normalise_and_non_finite_is_rejected() {
+        let item = FilterItem::new(
+            vec![],
+            Some(PredicateGroup::Any(vec![
+                Predicate { key: "n".into(), value: PredicateValue::Float(1.0) },
+                Predicate { key: "n".into(), value: PredicateValue::Int(1) },
+            ])),
+        )
+        .unwrap();
+        assert_eq!(item.predicates().unwrap().predicates().len(), 1);
+        let nan = Predicate { key: "n".into(), value: PredicateValue::Float(f64::NAN) };
+        assert!(FilterItem::new(vec![], Some(PredicateGroup::All(vec![nan]))).is_err());
+    }
+
+    #[test]
+    fn bounds_are_validated() {
+        assert!(Filter::any_event(Bound::OccurredBetween(2, 1)).is_err());
+        assert!(Filter::any_event(Bound::OccurredBetween(1, 1)).is_ok());
+        assert!(Filter::any_event(Bound::SequenceNumberAbove(-1)).is_err());
+    }
+
+    #[test]
+    fn equal_filters_are_equal_however_built() {
+        let a = Filter::new(
+            vec![
+                FilterItem::new(s(&["X", "Y"]), None).unwrap(),
+                FilterItem::new(s(&["Z"]), Some(PredicateGroup::All(vec![p("a", "1"), p("b", "2")])))
+                    .unwrap(),
+            ],
+            Bound::None,
+        )
+        .unwrap();
+        let b = Filter::new(
+            vec![
+                FilterItem::new(s(&["Z"]), Some(PredicateGroup::All(vec![p("b", "2"), p("a", "1")])))
+                    .unwrap(),
+                FilterItem::new(s(&["Y", "X", "Y"]), None).unwrap(),
+                FilterItem::new(s(&["X", "Y"]), None).unwrap(),
+            ],
+            Bound::None,
+        )
+        .unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.canonical_json(), b.canonical_json());
+    }
+}

@@ -1,0 +1,261 @@
+//! Advisory-lock keys that make the append guard hold under concurrency.
+//!
+//! See `docs/guard.md` for the argument. In short: every key names a set of events, and the
+//! keys are chosen so that an event matching a filter always shares at least one key with
+//! that filter. Writers lock their events' keys in shared mode; an append locks its
+//! filter's keys in exclusive mode (and so does a query, to read a complete prefix), so any
+//! two operations that could affect each other's decision are serialised, while operations
+//! on disjoint boundaries never wait for each other.
+//!
+//! Bounds are ignored: they only narrow a filter, and locking more than needed is safe.
+//! Hash collisions only add waiting, never lose a conflict.
+//!
+//! The keys are part of the on-disk protocol: processes running different versions of the
+//! library against one table must compute the same keys. Changing them needs a new scheme
+//! tag below.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::event::StorableEvent;
+use crate::filter::{Filter, PredicateGroup, PredicateValue};
+use crate::sql::TableName;
+
+const SCHEME: &[u8] = b"dcb-guard-v1";
+
+/// Lock modes per key, ordered by key so that every transaction locks in the same order
+/// (no deadlocks).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct LockSet {
+    keys: BTreeMap<i64, bool>,
+}
+
+impl LockSet {
+    fn add(&mut self, key: i64, exclusive: bool) {
+        let mode = self.keys.entry(key).or_insert(exclusive);
+        *mode |= exclusive;
+    }
+
+    /// The keys and their exclusive flags, in ascending key order: `$1` and `$2` of
+    /// [`crate::sql::LOCK`].
+    pub fn into_arrays(self) -> (Vec<i64>, Vec<bool>) {
+        self.keys.into_iter().unzip()
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// A canonical scalar: equal JSON values give equal bytes (numbers by their `f64` value, so
+/// `1` and `1.0` agree; distinct numbers may collide, which only over-locks).
+fn scalar(v: &Value) -> Option<Vec<u8>> {
+    match v {
+        Value::String(s) => Some([b"s:".as_slice(), s.as_bytes()].concat()),
+        Value::Bool(b) => Some(if *b { b"b:1".to_vec() } else { b"b:0".to_vec() }),
+        Value::Number(n) => n.as_f64().map(|f| {
+            let f = if f == 0.0 { 0.0 } else { f };
+            [b"n:".as_slice(), &f.to_bits().to_be_bytes()].concat()
+        }),
+        Value::Null | Value::Array(_) | Value::Object(_) => None,
+    }
+}
+
+fn predicate_scalar(v: &PredicateValue) -> Vec<u8> {
+    scalar(&v.to_json()).unwrap_or_default()
+}
+
+/// FNV-1a over length-prefixed parts, finished with a 64-bit avalanche mix. Stable across
+/// platforms, Rust versions and processes.
+fn key(table: &TableName, parts: &[&[u8]]) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for b in (bytes.len() as u64).to_le_bytes().iter().chain(bytes) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    feed(SCHEME);
+    feed(table.qualified().as_bytes());
+    for p in parts {
+        feed(p);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
+    h as i64
+}
+
+const ALL: &[u8] = b"all";
+const TYPE: &[u8] = b"type";
+const PRED: &[u8] = b"pred";
+const ANY_TYPE: &[u8] = b"*";
+
+/// Keys a filter locks: for each item, one key per event type (types only), or one key per
+/// (type or any type, predicate) — for ALL predicates only the first, which every matching
+/// event carries. A match-any-event filter locks the key every event carries.
+fn add_filter(set: &mut LockSet, table: &TableName, filter: &Filter) {
+    if filter.matches_any_event() {
+        set.add(key(table, &[ALL]), true);
+        return;
+    }
+    for item in filter.items() {
+        let types: Vec<Vec<u8>> = if item.event_types().is_empty() {
+            vec![ANY_TYPE.to_vec()]
+        } else {
+            item.event_types()
+                .iter()
+                .map(|t| [b"t:".as_slice(), t.as_bytes()].concat())
+                .collect()
+        };
+        let preds = match item.predicates() {
+            None => {
+                for t in &types {
+                    set.add(key(table, &[TYPE, t]), true);
+                }
+                continue;
+            }
+            Some(PredicateGroup::All(p)) => &p[..1],
+            Some(PredicateGroup::Any(p)) => &p[..],
+        };
+        for t in &types {
+            for p in preds {
+                set.add(key(table, &[PRED, t, p.key.as_bytes(), &predicate_scalar(&p.value)]), true);
+            }
+        }
+    }
+}
+
+/// Keys an event carries: the match-all key, its type key, and for each top-level scalar
+/// field (and each scalar element of a top-level array, which containment also matches)
+/// a key with its type and one with any type.
+fn add_event(set: &mut LockSet, table: &TableName, event: &StorableEvent) {
+    set.add(key(table, &[ALL]), false);
+    let t = [b"t:".as_slice(), event.event_type().as_bytes()].concat();
+    set.add(key(table, &[TYPE, &t]), false);
+    add_fields(set, table, &t, event.payload());
+}
+
+fn add_fields(set: &mut LockSet, table: &TableName, t: &[u8], payload: &Map<String, Value>) {
+    for (k, v) in payload {
+        let values: Vec<Vec<u8>> = match v {
+            Value::Array(a) => a.iter().filter_map(scalar).collect(),
+            other => scalar(other).into_iter().collect(),
+        };
+        for s in values {
+            set.add(key(table, &[PRED, t, k.as_bytes(), &s]), false);
+            set.add(key(table, &[PRED, ANY_TYPE, k.as_bytes(), &s]), false);
+        }
+    }
+}
+
+/// The key that serialises schema creation on `table`.
+pub fn schema_key(table: &TableName) -> i64 {
+    key(table, &[b"ddl"])
+}
+
+/// Locks for a query: exclusive on the filter's keys, so that no writer of a matching event
+/// is between its lock and its commit while the query reads.
+pub fn for_query(table: &TableName, filter: &Filter) -> LockSet {
+    let mut set = LockSet::default();
+    add_filter(&mut set, table, filter);
+    set
+}
+
+/// Locks for a guarded append: exclusive on the filter's keys, shared on the events' keys.
+pub fn for_append(table: &TableName, filter: &Filter, events: &[StorableEvent]) -> LockSet {
+    let mut set = for_query(table, filter);
+    for e in events {
+        add_event(&mut set, table, e);
+    }
+    set
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::{Bound, FilterItem, Predicate};
+
+    fn table() -> TableName {
+        TableName::parse("events").unwrap()
+    }
+
+    fn event(t: &str, payload: &str) -> StorableEvent {
+        StorableEvent::new(t, payload, None, Some(0)).unwrap()
+    }
+
+    fn pred(k: &str, v: PredicateValue) -> Predicate {
+        Predicate { key: k.into(), value: v }
+    }
+
+    fn filter(types: &[&str], group: Option<PredicateGroup>) -> Filter {
+        let types = types.iter().map(|t| (*t).to_string()).collect();
+        Filter::new(vec![FilterItem::new(types, group).unwrap()], Bound::None).unwrap()
+    }
+
+    fn shares_a_key(f: &Filter, e: &StorableEvent) -> bool {
+        let (fk, _) = for_query(&table(), f).into_arrays();
+        let mut es = LockSet::default();
+        add_event(&mut es, &table(), e);
+        let (ek, _) = es.into_arrays();
+        fk.iter().any(|k| ek.contains(k))
+    }
+
+    #[test]
+    fn a_matching_event_always_shares_a_key_with_the_filter() {
+        let e = event("Lent", r#"{"BookID":"b1","ReaderID":"r1","n":1,"ok":true,"tags":["x"]}"#);
+        let s = |v: &str| PredicateValue::Str(v.into());
+        for f in [
+            Filter::any_event(Bound::None).unwrap(),
+            filter(&["Lent"], None),
+            filter(&["Lent", "Other"], None),
+            filter(&[], Some(PredicateGroup::All(vec![pred("BookID", s("b1"))]))),
+            filter(&["Lent"], Some(PredicateGroup::Any(vec![pred("BookID", s("zz")), pred("ReaderID", s("r1"))]))),
+            filter(&["Lent"], Some(PredicateGroup::All(vec![pred("ReaderID", s("r1")), pred("BookID", s("b1"))]))),
+            filter(&[], Some(PredicateGroup::All(vec![pred("n", PredicateValue::Float(1.0))]))),
+            filter(&[], Some(PredicateGroup::All(vec![pred("ok", PredicateValue::Bool(true))]))),
+            filter(&[], Some(PredicateGroup::All(vec![pred("tags", s("x"))]))),
+        ] {
+            assert!(shares_a_key(&f, &e), "{f:?}");
+        }
+    }
+
+    #[test]
+    fn disjoint_boundaries_share_no_key() {
+        let e = event("Lent", r#"{"BookID":"b2","ReaderID":"r2"}"#);
+        let s = |v: &str| PredicateValue::Str(v.into());
+        let f = filter(
+            &["Lent", "Returned"],
+            Some(PredicateGroup::Any(vec![pred("BookID", s("b1")), pred("ReaderID", s("r1"))])),
+        );
+        assert!(!shares_a_key(&f, &e));
+        assert!(!shares_a_key(&filter(&["Returned"], None), &e));
+    }
+
+    #[test]
+    fn keys_are_sorted_and_modes_merge_to_exclusive() {
+        let f = filter(&["Lent"], None);
+        let set = for_append(&table(), &f, &[event("Lent", "{}")]);
+        let (keys, modes) = set.into_arrays();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+        let type_key = key(&table(), &[TYPE, b"t:Lent"]);
+        let i = keys.iter().position(|k| *k == type_key).unwrap();
+        assert!(modes[i]);
+        assert_eq!(modes.iter().filter(|m| **m).count(), 1);
+    }
+
+    #[test]
+    fn keys_are_stable() {
+        // Part of the protocol between processes: must never change within a scheme.
+        assert_eq!(key(&table(), &[ALL]), key(&TableName::parse("events").unwrap(), &[ALL]));
+        assert_ne!(key(&table(), &[ALL]), key(&TableName::parse("other").unwrap(), &[ALL]));
+        assert_eq!(key(&table(), &[ALL]), 1_124_205_441_579_999_157);
+    }
+}

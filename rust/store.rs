@@ -1,0 +1,288 @@
+//! The store: query and guarded append on PostgreSQL through a deadpool of tokio-postgres
+//! connections.
+//!
+//! Each operation is one transaction sent as one pipeline (one network round trip once its
+//! statements are prepared on the connection): `BEGIN; take the guard's locks; read or
+//! guarded insert; COMMIT`. A call that is dropped mid-flight (timeout, Ctrl-C, a cancelled
+//! asyncio task) cancels its statement on the server and closes its connection instead of
+//! returning it to the pool, so nothing is half-written and the pool stays usable.
+
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use crate::error::{Error, Result};
+use crate::event::{RecordedEvent, StorableEvent};
+use crate::filter::Filter;
+use crate::guard::{self, LockSet};
+use crate::sql::{self, SqlParam, TableName};
+
+/// How to reach the database and where the events live.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// A libpq-style DSN: `postgresql://user:pass@host:port/db?...` or `host=... user=...`.
+    pub dsn: String,
+    pub table: TableName,
+    /// Most connections held open at once.
+    pub pool_size: usize,
+    /// The default time limit for one call (connecting included); `None` waits forever.
+    pub timeout: Option<Duration>,
+}
+
+/// The events matching a filter, in ascending sequence order, and the highest sequence
+/// number among them (0 when none).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QueryResult {
+    pub events: Vec<RecordedEvent>,
+    pub max_sequence_number: i64,
+}
+
+/// A DCB event store on one PostgreSQL table.
+pub struct EventStore {
+    pool: Pool,
+    table: TableName,
+    timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for EventStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the DSN: it may hold a password.
+        f.debug_struct("EventStore").field("table", &self.table.qualified()).finish_non_exhaustive()
+    }
+}
+
+/// A pooled connection that is discarded, with its running statement cancelled, unless the
+/// operation using it finished.
+struct Conn {
+    obj: Option<Object>,
+}
+
+impl Conn {
+    fn client(&self) -> Result<&Object> {
+        self.obj.as_ref().ok_or(Error::Closed)
+    }
+
+    /// The operation ran to its end: the connection is idle again and goes back to the pool.
+    fn release(mut self) {
+        drop(self.obj.take());
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        let Some(obj) = self.obj.take() else { return };
+        let client = Object::take(obj);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let token = client.cancel_token();
+            rt.spawn(async move {
+                // Best effort: the connection is closed right after anyway.
+                let _ = token.cancel_query(NoTls).await;
+            });
+        }
+        drop(client);
+    }
+}
+
+fn params(p: &[SqlParam]) -> Vec<&(dyn ToSql + Sync)> {
+    p.iter().map(|x| x as &(dyn ToSql + Sync)).collect()
+}
+
+fn lock_params(locks: LockSet) -> [SqlParam; 2] {
+    let (keys, modes) = locks.into_arrays();
+    [SqlParam::BigIntArray(keys), SqlParam::BoolArray(modes)]
+}
+
+/// Runs `statement` in one transaction after the guard's locks, as one pipeline:
+/// `BEGIN; LOCK; statement; COMMIT` are sent together and answered in order.
+async fn in_locked_transaction(
+    client: &Object,
+    begin: &str,
+    locks: &[SqlParam],
+    statement: &str,
+    statement_params: &[SqlParam],
+) -> Result<Vec<Row>> {
+    let (lock_stmt, stmt) =
+        tokio::try_join!(client.prepare_cached(sql::LOCK), client.prepare_cached(statement))?;
+    let lock_args = params(locks);
+    let args = params(statement_params);
+    let (begun, locked, rows, committed) = tokio::join!(
+        client.batch_execute(begin),
+        client.execute(&lock_stmt, &lock_args),
+        client.query(&stmt, &args),
+        client.batch_execute("COMMIT"),
+    );
+    begun?;
+    locked?;
+    let rows = rows?;
+    committed?;
+    Ok(rows)
+}
+
+fn recorded(row: &Row) -> Result<RecordedEvent> {
+    Ok(RecordedEvent {
+        sequence_number: row.try_get(0)?,
+        occurred_at: sql::system_time_to_micros(row.try_get::<_, SystemTime>(1)?),
+        event_type: row.try_get(2)?,
+        payload: row.try_get(3)?,
+        metadata: row.try_get(4)?,
+    })
+}
+
+impl EventStore {
+    /// Creates the store and its (lazily filled) connection pool. No I/O happens here.
+    pub fn new(config: StoreConfig) -> Result<Self> {
+        let mut pg: tokio_postgres::Config = config.dsn.parse().map_err(|_| {
+            // The parser's message may quote the DSN, and with it a password.
+            Error::invalid(
+                "invalid DSN: expected postgresql://user:password@host:port/dbname or key=value pairs",
+            )
+        })?;
+        if pg.get_application_name().is_none() {
+            pg.application_name("dynamic-streams");
+        }
+        if let (Some(t), None) = (config.timeout, pg.get_connect_timeout()) {
+            pg.connect_timeout(t);
+        }
+        if config.pool_size == 0 {
+            return Err(Error::invalid("pool_size must be at least 1"));
+        }
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .build()
+            .map_err(|e| Error::invalid(format!("cannot build the connection pool: {e}")))?;
+        Ok(Self {
+            pool,
+            table: config.table,
+            timeout: config.timeout,
+        })
+    }
+
+    pub fn table(&self) -> &TableName {
+        &self.table
+    }
+
+    /// Closes the pool: open connections are dropped, later calls fail with [`Error::Closed`].
+    pub fn close(&self) {
+        self.pool.close();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.pool.is_closed()
+    }
+
+    async fn timed<T>(
+        &self,
+        timeout: Option<Duration>,
+        op: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match timeout.or(self.timeout) {
+            Some(limit) => tokio::time::timeout(limit, op)
+                .await
+                .map_err(|_| Error::Timeout(limit))?,
+            None => op.await,
+        }
+    }
+
+    async fn conn(&self) -> Result<Conn> {
+        if self.pool.is_closed() {
+            return Err(Error::Closed);
+        }
+        Ok(Conn {
+            obj: Some(self.pool.get().await?),
+        })
+    }
+
+    /// Creates the table and its indexes if they do not exist. Safe to run concurrently.
+    pub async fn create_schema(&self, timeout: Option<Duration>) -> Result<()> {
+        self.timed(timeout, async {
+            let conn = self.conn().await?;
+            let client = conn.client()?;
+            let lock = [SqlParam::BigInt(guard::schema_key(&self.table))];
+            client.batch_execute("BEGIN").await?;
+            client.execute(sql::LOCK_ONE, &params(&lock)).await?;
+            client.batch_execute(&sql::create_schema(&self.table)).await?;
+            client.batch_execute("COMMIT").await?;
+            conn.release();
+            Ok(())
+        })
+        .await
+    }
+
+    /// The events matching `filter`, in sequence order, with the highest sequence number.
+    pub async fn query(&self, filter: &Filter, timeout: Option<Duration>) -> Result<QueryResult> {
+        let (select, select_params) = sql::query(&self.table, filter);
+        let locks = lock_params(guard::for_query(&self.table, filter));
+        self.timed(timeout, async {
+            let conn = self.conn().await?;
+            let client = conn.client()?;
+            let rows =
+                in_locked_transaction(client, "BEGIN READ ONLY", &locks, &select, &select_params)
+                    .await?;
+            conn.release();
+            let events = rows.iter().map(recorded).collect::<Result<Vec<_>>>()?;
+            let max_sequence_number = events.last().map_or(0, |e| e.sequence_number);
+            Ok(QueryResult {
+                events,
+                max_sequence_number,
+            })
+        })
+        .await
+    }
+
+    /// Appends `events` (all or none) if no event matching `filter` has a sequence number
+    /// above `expected_max_sequence_number`; returns the assigned sequence numbers in order.
+    pub async fn append(
+        &self,
+        filter: &Filter,
+        expected_max_sequence_number: i64,
+        events: &[StorableEvent],
+        timeout: Option<Duration>,
+    ) -> Result<Vec<i64>> {
+        if events.is_empty() {
+            return Err(Error::invalid("append needs at least one event"));
+        }
+        if expected_max_sequence_number < 0 {
+            return Err(Error::invalid("expected_max_sequence_number must not be negative"));
+        }
+        let (insert, filter_params) = sql::guarded_insert(&self.table, filter);
+        let mut insert_params = vec![
+            SqlParam::TimestampArray(events.iter().map(StorableEvent::occurred_at).collect()),
+            SqlParam::TextArray(events.iter().map(|e| e.event_type().to_owned()).collect()),
+            SqlParam::JsonArray(
+                events.iter().map(|e| serde_json::Value::Object(e.payload().clone())).collect(),
+            ),
+            SqlParam::JsonArray(
+                events.iter().map(|e| serde_json::Value::Object(e.metadata().clone())).collect(),
+            ),
+            SqlParam::BigInt(expected_max_sequence_number),
+        ];
+        insert_params.extend(filter_params);
+        let locks = lock_params(guard::for_append(&self.table, filter, events));
+        self.timed(timeout, async {
+            let conn = self.conn().await?;
+            let client = conn.client()?;
+            let rows =
+                in_locked_transaction(client, "BEGIN", &locks, &insert, &insert_params).await?;
+            conn.release();
+            if rows.is_empty() {
+                return Err(Error::ConcurrencyConflict {
+                    expected: expected_max_sequence_number,
+                });
+            }
+            let mut assigned = rows.iter().map(|r| r.try_get(0)).collect::<Result<Vec<i64>, _>>()?;
+            assigned.sort_unstable();
+            Ok(assigned)
+        })
+        .await
+    }
+}
