@@ -1,0 +1,47 @@
+"""Event sourcing on PostgreSQL with Dynamic Consistency Boundaries.
+
+Query the events a decision depends on with a filter, decide, and append new events guarded
+by the same filter: the append fails with :class:`ConcurrencyConflictError` if an event
+matching the filter was stored in between, even under heavy concurrency.
+"""
+
+from dynamic_streams.errors import (
+    ConcurrencyConflictError,
+    DatabaseError,
+    DataError,
+    Error,
+    IntegrityError,
+    InterfaceError,
+    InvalidInputError,
+    OperationalError,
+    OperationTimeoutError,
+    ProgrammingError,
+)
+from dynamic_streams.events import Event, JsonObject, QueryResult, RecordedEvent
+from dynamic_streams.filter import EventFilter, FilterBuilder, P, Predicate, build_event_filter
+from dynamic_streams.store import DSN_ENV, AsyncEventStore, EventStore
+
+__all__ = [
+    "DSN_ENV",
+    "AsyncEventStore",
+    "ConcurrencyConflictError",
+    "DataError",
+    "DatabaseError",
+    "Error",
+    "Event",
+    "EventFilter",
+    "EventStore",
+    "FilterBuilder",
+    "IntegrityError",
+    "InterfaceError",
+    "InvalidInputError",
+    "JsonObject",
+    "OperationTimeoutError",
+    "OperationalError",
+    "P",
+    "Predicate",
+    "ProgrammingError",
+    "QueryResult",
+    "RecordedEvent",
+    "build_event_filter",
+]

@@ -1,0 +1,133 @@
+"""Events: what you append (:class:`Event`) and what you read back (:class:`RecordedEvent`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from dynamic_streams import _native
+from dynamic_streams.errors import InvalidInputError
+
+__all__ = ["Event", "JsonObject", "QueryResult", "RecordedEvent"]
+
+JsonObject = Mapping[str, Any]
+"""A JSON object as Python sees it: a mapping from strings to JSON values."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def to_micros(moment: datetime) -> int:
+    """Microseconds since the Unix epoch for an aware datetime."""
+    if not isinstance(moment, datetime):
+        raise InvalidInputError(f"expected a datetime, got {type(moment).__name__}")
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise InvalidInputError(
+            "naive datetimes are ambiguous: give a timezone (for example timezone.utc)"
+        )
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def from_micros(micros: int) -> datetime:
+    """The UTC datetime for microseconds since the Unix epoch."""
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def _json_text(what: str, value: JsonObject | str | bytes) -> str:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise InvalidInputError(f"{what} is not valid UTF-8: {err}") from err
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, Mapping):
+        raise InvalidInputError(
+            f"{what} must be a JSON object (a mapping), got {type(value).__name__}"
+        )
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as err:
+        raise InvalidInputError(f"{what} cannot be encoded as JSON: {err}") from err
+
+
+class Event:
+    """An event to append, validated when it is built, before any I/O.
+
+    ``payload`` and ``metadata`` are JSON objects: a mapping, or JSON text (``str`` or
+    ``bytes``). ``occurred_at`` must be timezone-aware; it defaults to now. It is stored
+    with microsecond precision.
+    """
+
+    __slots__ = ("_native",)
+
+    def __init__(
+        self,
+        event_type: str,
+        payload: JsonObject | str | bytes,
+        *,
+        metadata: JsonObject | str | bytes | None = None,
+        occurred_at: datetime | None = None,
+    ) -> None:
+        if not isinstance(event_type, str):
+            raise InvalidInputError(
+                f"the event type must be a str, got {type(event_type).__name__}"
+            )
+        self._native = _native.StorableEvent(
+            event_type,
+            _json_text("the payload", payload),
+            None if metadata is None else _json_text("the metadata", metadata),
+            None if occurred_at is None else to_micros(occurred_at),
+        )
+
+    @property
+    def event_type(self) -> str:
+        """The event's type."""
+        return self._native.event_type
+
+    @property
+    def occurred_at(self) -> datetime:
+        """When the event occurred, in UTC."""
+        return from_micros(self._native.occurred_at)
+
+    def __repr__(self) -> str:
+        return f"Event({self.event_type!r}, occurred_at={self.occurred_at.isoformat()})"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """An event as stored, with the sequence number the store gave it."""
+
+    sequence_number: int
+    occurred_at: datetime
+    event_type: str
+    payload: dict[str, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def _from_row(cls, row: tuple[int, int, str, str, str]) -> RecordedEvent:
+        seq, micros, event_type, payload, metadata = row
+        return cls(seq, from_micros(micros), event_type, json.loads(payload), json.loads(metadata))
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    """The events a filter matched, in ascending sequence order, and the highest sequence
+    number among them (0 when none): pass it to ``append`` as the expected maximum."""
+
+    events: list[RecordedEvent]
+    max_sequence_number: int
+
+    def __iter__(self) -> Iterator[RecordedEvent]:
+        return iter(self.events)
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    @classmethod
+    def _from_native(cls, result: tuple[list[tuple[int, int, str, str, str]], int]) -> QueryResult:
+        rows, max_seq = result
+        return cls([RecordedEvent._from_row(r) for r in rows], max_seq)

@@ -1,0 +1,247 @@
+"""Event filters and their fluent, immutable builder.
+
+A filter is an OR of items, optionally narrowed by one global bound::
+
+    filter = (
+        build_event_filter()
+        .matching()
+        .any_event_type_of("BookCopyLentToReader", "BookCopyReturnedByReader")
+        .and_any_predicate_of(P("BookID", book_id), P("ReaderID", reader_id))
+        .finalize()
+    )
+
+Every step returns a new builder, so a shared partial filter can be extended in several
+ways without one extension changing another. Each builder class offers only the steps that
+make sense next, and a type checker sees that.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import NamedTuple, Union
+
+from dynamic_streams import _native
+from dynamic_streams.errors import InvalidInputError
+from dynamic_streams.events import to_micros
+
+__all__ = [
+    "EventFilter",
+    "FilterBuilder",
+    "P",
+    "Predicate",
+    "build_event_filter",
+]
+
+PredicateValue = Union[str, int, float, bool]
+
+
+class Predicate(NamedTuple):
+    """``payload[key] == value`` on the payload's top level, compared as JSON values."""
+
+    key: str
+    value: PredicateValue
+
+
+P = Predicate
+"""Short alias: ``P("BookID", book_id)``."""
+
+# One item: (event types, predicate group kind, predicates).
+_Item = tuple[tuple[str, ...], Union[str, None], tuple[Predicate, ...]]
+_BoundSpec = Union[tuple[str, Union[int, None], Union[int, None]], None]
+
+
+class EventFilter:
+    """A validated, sanitised filter. Build one with :func:`build_event_filter`.
+
+    Equal filters compare and hash equal, however they were built.
+    """
+
+    __slots__ = ("_native",)
+
+    def __init__(self, items: tuple[_Item, ...] | None, bound: _BoundSpec) -> None:
+        native_items = (
+            None
+            if items is None
+            else [(list(types), kind, [tuple(p) for p in preds]) for types, kind, preds in items]
+        )
+        self._native = _native.Filter(native_items, bound)
+
+    def canonical_json(self) -> str:
+        """A deterministic serialisation: equal filters give equal text."""
+        return self._native.canonical_json()
+
+    def to_sql(self, table: str = "events") -> tuple[str, list[str]]:
+        """The SELECT this filter compiles to, and its parameters, for inspection."""
+        return self._native.to_sql(table)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, EventFilter):
+            return NotImplemented
+        return self._native == other._native
+
+    def __hash__(self) -> int:
+        return hash(self._native)
+
+    def __repr__(self) -> str:
+        return f"EventFilter({self.canonical_json()})"
+
+
+def _predicates(preds: tuple[Predicate, ...]) -> tuple[Predicate, ...]:
+    for p in preds:
+        if not isinstance(p, tuple) or len(p) != 2 or not isinstance(p[0], str):
+            raise InvalidInputError(f"expected P(key, value), got {p!r}")
+    return tuple(Predicate(*p) for p in preds)
+
+
+def _types(types: tuple[str, ...]) -> tuple[str, ...]:
+    for t in types:
+        if not isinstance(t, str):
+            raise InvalidInputError(f"event types must be str, got {type(t).__name__}")
+    return types
+
+
+class _State:
+    __slots__ = ("_bound", "_current", "_items")
+
+    def __init__(
+        self,
+        items: tuple[_Item, ...] = (),
+        current: _Item | None = None,
+        bound: _BoundSpec = None,
+    ) -> None:
+        self._items = items
+        self._current = current
+        self._bound = bound
+
+    def _all_items(self) -> tuple[_Item, ...]:
+        return self._items if self._current is None else (*self._items, self._current)
+
+
+class _Finalizable(_State):
+    __slots__ = ()
+
+    def finalize(self) -> EventFilter:
+        """The filter. Raises :class:`InvalidInputError` if an item is empty after sanitising
+        or the bound is impossible."""
+        items = self._all_items()
+        return EventFilter(items or None, self._bound)
+
+
+class BoundedFilter(_Finalizable):
+    """A filter whose bound is complete: only ``finalize`` remains."""
+
+    __slots__ = ()
+
+
+class AfterOccurredFrom(_Finalizable):
+    """``occurred_from`` was given: an upper time bound may follow."""
+
+    __slots__ = ()
+
+    def and_occurred_until(self, until: datetime) -> BoundedFilter:
+        """Also only events that occurred at or before ``until``."""
+        assert self._bound is not None
+        return BoundedFilter(self._items, self._current, ("between", self._bound[1], to_micros(until)))
+
+
+class _Bounds(_State):
+    __slots__ = ()
+
+    def occurred_from(self, start: datetime) -> AfterOccurredFrom:
+        """Only events that occurred at or after ``start`` (inclusive)."""
+        return AfterOccurredFrom(self._items, self._current, ("from", to_micros(start), None))
+
+    def occurred_until(self, until: datetime) -> BoundedFilter:
+        """Only events that occurred at or before ``until`` (inclusive)."""
+        return BoundedFilter(self._items, self._current, ("until", None, to_micros(until)))
+
+    def with_sequence_number_higher_than(self, sequence_number: int) -> BoundedFilter:
+        """Only events stored after ``sequence_number`` (exclusive)."""
+        if isinstance(sequence_number, bool) or not isinstance(sequence_number, int):
+            raise InvalidInputError("the sequence number must be an int")
+        return BoundedFilter(self._items, self._current, ("after", sequence_number, None))
+
+
+class CompleteItem(_Bounds, _Finalizable):
+    """An item that has all it can have: add another with ``or_matching``, bound, or finalize."""
+
+    __slots__ = ()
+
+    def or_matching(self) -> EmptyItem:
+        """Start another item; the filter matches events that match any item."""
+        return EmptyItem(self._all_items())
+
+
+class ItemWithTypes(CompleteItem):
+    """An item with event types; predicates may narrow it."""
+
+    __slots__ = ()
+
+    def _with(self, kind: str, preds: tuple[Predicate, ...]) -> CompleteItem:
+        assert self._current is not None
+        return CompleteItem(self._items, (self._current[0], kind, _predicates(preds)))
+
+    def and_any_predicate_of(self, *predicates: Predicate) -> CompleteItem:
+        """...and the payload matches at least one of ``predicates``."""
+        return self._with("any", predicates)
+
+    def and_all_predicates_of(self, *predicates: Predicate) -> CompleteItem:
+        """...and the payload matches every one of ``predicates``."""
+        return self._with("all", predicates)
+
+
+class ItemWithPredicates(CompleteItem):
+    """An item with predicates; event types may narrow it."""
+
+    __slots__ = ()
+
+    def and_any_event_type_of(self, *event_types: str) -> CompleteItem:
+        """...and the event has one of ``event_types``."""
+        assert self._current is not None
+        return CompleteItem(self._items, (_types(event_types), *self._current[1:]))  # type: ignore[arg-type]
+
+
+class EmptyItem(_State):
+    """A new, empty item: say what it matches."""
+
+    __slots__ = ()
+
+    def any_event_type_of(self, *event_types: str) -> ItemWithTypes:
+        """Events of any of ``event_types``."""
+        return ItemWithTypes(self._items, (_types(event_types), None, ()))
+
+    def any_predicate_of(self, *predicates: Predicate) -> ItemWithPredicates:
+        """Events whose payload matches at least one of ``predicates``."""
+        return ItemWithPredicates(self._items, ((), "any", _predicates(predicates)))
+
+    def all_predicates_of(self, *predicates: Predicate) -> ItemWithPredicates:
+        """Events whose payload matches every one of ``predicates``."""
+        return ItemWithPredicates(self._items, ((), "all", _predicates(predicates)))
+
+
+class AnyEvent(_Bounds, _Finalizable):
+    """A filter that matches every event; a bound may narrow it."""
+
+    __slots__ = ()
+
+
+class FilterBuilder(_Bounds):
+    """The start of a filter: ``matching()`` an item, or ``matching_any_event()`` on purpose.
+
+    A bound right away (``occurred_from`` and so on) filters every event by that bound alone.
+    """
+
+    __slots__ = ()
+
+    def matching(self) -> EmptyItem:
+        """Start the first item."""
+        return EmptyItem()
+
+    def matching_any_event(self) -> AnyEvent:
+        """Match every event (on purpose)."""
+        return AnyEvent()
+
+
+def build_event_filter() -> FilterBuilder:
+    """Start building an :class:`EventFilter`."""
+    return FilterBuilder()

@@ -1,0 +1,182 @@
+"""The event stores: :class:`EventStore` for plain Python, :class:`AsyncEventStore` for asyncio.
+
+Both run on the same native engine: a pool of PostgreSQL connections driven by one tokio
+runtime per process. Calls release the GIL while they wait. Do not call the synchronous
+store from code running inside a tokio runtime; use the asynchronous one there.
+"""
+
+from __future__ import annotations
+
+import os
+from types import TracebackType
+from typing import Any
+
+from dynamic_streams import _native
+from dynamic_streams.errors import InvalidInputError
+from dynamic_streams.events import Event, QueryResult
+from dynamic_streams.filter import EventFilter
+
+__all__ = ["DSN_ENV", "AsyncEventStore", "EventStore"]
+
+DSN_ENV = "DYNAMIC_STREAMS_DSN"
+"""The environment variable read for the DSN when none is passed."""
+
+
+def _dsn(dsn: str | None) -> str:
+    if dsn is None:
+        dsn = os.environ.get(DSN_ENV)
+    if not dsn:
+        raise InvalidInputError(f"no DSN: pass one, or set the environment variable {DSN_ENV}")
+    return dsn
+
+
+def _check_append(
+    filter: EventFilter, expected: int, events: tuple[Event, ...]
+) -> tuple[Any, list[Any]]:
+    if not isinstance(filter, EventFilter):
+        raise TypeError(f"expected an EventFilter, got {type(filter).__name__}")
+    if isinstance(expected, bool) or not isinstance(expected, int):
+        raise TypeError("expected_max_sequence_number must be an int")
+    if not events:
+        raise InvalidInputError("append needs at least one event")
+    for e in events:
+        if not isinstance(e, Event):
+            raise TypeError(f"expected Event instances, got {type(e).__name__}")
+    return filter._native, [e._native for e in events]
+
+
+def _check_filter(filter: EventFilter) -> Any:
+    if not isinstance(filter, EventFilter):
+        raise TypeError(f"expected an EventFilter, got {type(filter).__name__}")
+    return filter._native
+
+
+class _StoreBase:
+    __slots__ = ("_native",)
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        table: str = "events",
+        pool_size: int = 10,
+        timeout: float | None = 30.0,
+    ) -> None:
+        self._native = _native.EventStore(_dsn(dsn), table, pool_size, timeout)
+
+    @property
+    def table(self) -> str:
+        """The events table, as given (``name`` or ``schema.name``)."""
+        return self._native.table
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._native.closed
+
+    def close(self) -> None:
+        """Close the connection pool. Later calls raise :class:`InterfaceError`."""
+        self._native.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"{type(self).__name__}(table={self.table!r}, {state})"
+
+
+class EventStore(_StoreBase):
+    """A DCB event store on one PostgreSQL table, for plain (threaded) Python.
+
+    ``dsn`` is a libpq-style URL or ``key=value`` string; when omitted, the environment
+    variable ``DYNAMIC_STREAMS_DSN`` is read. ``table`` may be schema-qualified. ``timeout``
+    is the default limit in seconds for each call (None: no limit); every call can override
+    it. Creating a store does no I/O: connections open on first use.
+
+    Thread-safe: share one store between threads.
+    """
+
+    __slots__ = ()
+
+    def create_schema(self, *, timeout: float | None = None) -> None:
+        """Create the table and its indexes if they do not exist (safe to run concurrently)."""
+        self._native.create_schema(timeout)
+
+    def query(self, filter: EventFilter, *, timeout: float | None = None) -> QueryResult:
+        """The events matching ``filter`` in sequence order, and the highest sequence number."""
+        return QueryResult._from_native(self._native.query(_check_filter(filter), timeout))
+
+    def append(
+        self,
+        filter: EventFilter,
+        expected_max_sequence_number: int,
+        *events: Event,
+        timeout: float | None = None,
+    ) -> list[int]:
+        """Store ``events``, all or none, if no event matching ``filter`` was stored after
+        ``expected_max_sequence_number``; return their sequence numbers.
+
+        Raises :class:`ConcurrencyConflictError` (nothing stored) when one was.
+        """
+        native_filter, native_events = _check_append(filter, expected_max_sequence_number, events)
+        return self._native.append(
+            native_filter, expected_max_sequence_number, native_events, timeout
+        )
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncEventStore(_StoreBase):
+    """The asyncio twin of :class:`EventStore`: the same operations, as coroutines.
+
+    Its connections are not tied to an event loop, so one store can serve several loops
+    (for example one per thread). Cancelling a task that awaits a call cancels the
+    statement on the server.
+    """
+
+    __slots__ = ()
+
+    async def create_schema(self, *, timeout: float | None = None) -> None:
+        """Create the table and its indexes if they do not exist (safe to run concurrently)."""
+        await self._native.create_schema_async(timeout)
+
+    async def query(self, filter: EventFilter, *, timeout: float | None = None) -> QueryResult:
+        """The events matching ``filter`` in sequence order, and the highest sequence number."""
+        result = await self._native.query_async(_check_filter(filter), timeout)
+        return QueryResult._from_native(result)
+
+    async def append(
+        self,
+        filter: EventFilter,
+        expected_max_sequence_number: int,
+        *events: Event,
+        timeout: float | None = None,
+    ) -> list[int]:
+        """Store ``events``, all or none, if no event matching ``filter`` was stored after
+        ``expected_max_sequence_number``; return their sequence numbers.
+
+        Raises :class:`ConcurrencyConflictError` (nothing stored) when one was.
+        """
+        native_filter, native_events = _check_append(filter, expected_max_sequence_number, events)
+        result: list[int] = await self._native.append_async(
+            native_filter, expected_max_sequence_number, native_events, timeout
+        )
+        return result
+
+    async def __aenter__(self) -> AsyncEventStore:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
