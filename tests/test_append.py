@@ -1,0 +1,106 @@
+"""Guarded append, through both stores: what users rely on when they decide and append."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from dynamic_streams import ConcurrencyConflictError, Event, IntegrityError, P, build_event_filter
+
+BOOK = build_event_filter().matching().any_event_type_of("Lent").and_all_predicates_of(P("BookID", "b1")).finalize()  # fmt: skip
+EVERYTHING = build_event_filter().matching_any_event().finalize()
+
+
+def lent(book: str = "b1", reader: str = "r1", **kw: Any) -> Event:
+    return Event("Lent", {"BookID": book, "ReaderID": reader}, **kw)
+
+
+def test_append_with_the_queried_number_succeeds(store: Any) -> None:
+    result = store.query(BOOK)
+    assert (result.events, result.max_sequence_number) == ([], 0)
+    assert store.append(BOOK, result.max_sequence_number, lent()) == [1]
+    result = store.query(BOOK)
+    assert [(e.sequence_number, e.payload) for e in result] == [(1, {"BookID": "b1", "ReaderID": "r1"})]
+    assert result.max_sequence_number == 1
+    assert store.append(BOOK, 1, lent(reader="r2")) == [2]
+
+
+def test_a_matching_event_slipped_in_is_a_conflict_and_nothing_is_stored(store: Any) -> None:
+    seen = store.query(BOOK).max_sequence_number
+    store.append(BOOK, seen, lent(reader="someone else"))
+    with pytest.raises(ConcurrencyConflictError) as info:
+        store.append(BOOK, seen, lent(reader="me"))
+    assert isinstance(info.value, IntegrityError)
+    assert info.value.expected_max_sequence_number == seen
+    assert [e.payload["ReaderID"] for e in store.query(EVERYTHING)] == ["someone else"]
+
+
+def test_a_multi_event_append_is_all_or_nothing(store: Any) -> None:
+    seen = store.query(BOOK).max_sequence_number
+    assert store.append(BOOK, seen, lent("b1"), lent("b2"), lent("b3")) == [1, 2, 3]
+    with pytest.raises(ConcurrencyConflictError):
+        store.append(BOOK, seen, lent("b4"), lent("b5"), lent("b6"), lent("b7"), lent("b8"))
+    assert [e.payload["BookID"] for e in store.query(EVERYTHING)] == ["b1", "b2", "b3"]
+
+
+def test_events_outside_the_boundary_do_not_conflict(store: Any) -> None:
+    seen = store.query(BOOK).max_sequence_number
+    store.append(EVERYTHING, 0, lent("b2"), Event("Returned", {"BookID": "b1"}))
+    assert store.append(BOOK, seen, lent("b1")) == [3]
+
+
+def test_returned_sequence_numbers_are_the_stored_ones(store: Any) -> None:
+    assigned: list[int] = []
+    for n in range(4):
+        assigned += store.append(EVERYTHING, len(assigned), *(lent(f"b{n}-{i}") for i in range(n + 1)))
+    stored = store.query(EVERYTHING)
+    assert [e.sequence_number for e in stored] == assigned
+    assert [e.payload["BookID"] for e in stored] == [f"b{n}-{i}" for n in range(4) for i in range(n + 1)]
+    assert assigned == sorted(set(assigned))
+    assert stored.max_sequence_number == assigned[-1]
+
+
+def test_metadata_payload_and_time_round_trip(store: Any) -> None:
+    when = datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=timezone.utc)
+    metadata = {"MessageID": "m-1", "CausationID": "c-1", "CorrelationID": "k-1", "n": [1, 2.5, None]}
+    payload = {"BookID": "b1", "nested": {"a": [True, False]}, "big": 2**53, "text": "Grüße ✓"}
+    store.append(EVERYTHING, 0, Event("Lent", payload, metadata=metadata, occurred_at=when))
+    store.append(EVERYTHING, 1, Event("Lent", '{"BookID":"b2"}', metadata=b'{"x":1}'))
+    first, second = store.query(EVERYTHING)
+    assert (first.event_type, first.payload, first.metadata) == ("Lent", payload, metadata)
+    assert first.occurred_at == when and first.occurred_at.tzinfo == timezone.utc
+    assert (second.payload, second.metadata) == ({"BookID": "b2"}, {"x": 1})
+    assert abs((datetime.now(timezone.utc) - second.occurred_at).total_seconds()) < 60
+
+
+def test_default_metadata_is_an_empty_object(store: Any) -> None:
+    store.append(EVERYTHING, 0, lent())
+    assert store.query(EVERYTHING).events[0].metadata == {}
+
+
+def test_predicates_compare_json_values(store: Any) -> None:
+    store.append(EVERYTHING, 0, Event("T", {"n": 1, "f": 1.5, "b": True, "s": "1"}))
+    for p, hits in [
+        (P("n", 1), 1), (P("n", 1.0), 1), (P("n", "1"), 0), (P("f", 1.5), 1),
+        (P("b", True), 1), (P("b", 1), 0), (P("s", "1"), 1), (P("s", 1), 0),
+    ]:  # fmt: skip
+        f = build_event_filter().matching().all_predicates_of(p).finalize()
+        assert len(store.query(f)) == hits, p
+
+
+def test_hostile_strings_are_stored_and_matched_literally(store: Any) -> None:
+    hostile = [
+        "'); DROP TABLE events; --",
+        "\"double\" 'single' `back` \\ \\\\ \\u0041 %s $1 ::jsonb",
+        "Ünïcødé 🐉 中文 עברית \u200b",
+        "x" * 100_000,
+    ]
+    for i, h in enumerate(hostile):
+        store.append(EVERYTHING, i, Event(h, {h: h, "other": i}, metadata={h: h}))
+    for i, h in enumerate(hostile):
+        f = build_event_filter().matching().any_event_type_of(h).and_all_predicates_of(P(h, h)).finalize()
+        (event,) = store.query(f)
+        assert (event.event_type, event.payload, event.metadata) == (h, {h: h, "other": i}, {h: h})
+    assert len(store.query(EVERYTHING)) == len(hostile)

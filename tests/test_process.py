@@ -1,0 +1,157 @@
+"""The process around the store: unreachable servers, timeouts, Ctrl-C, fork, credentials."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+
+import pytest
+
+from dynamic_streams import (
+    Event,
+    EventStore,
+    InterfaceError,
+    OperationalError,
+    OperationTimeoutError,
+    build_event_filter,
+)
+
+EVERYTHING = build_event_filter().matching_any_event().finalize()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A loopback port that accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    t.join()
+    for s in accepted:
+        s.close()
+    listener.close()
+
+
+def refused_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port: int = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_a_refused_connection_fails_fast_without_the_password() -> None:
+    dsn = f"postgresql://reader:s3cret-pw@127.0.0.1:{refused_port()}/db"
+    with EventStore(dsn, timeout=5) as store:
+        started = time.monotonic()
+        with pytest.raises(OperationalError) as info:
+            store.query(EVERYTHING)
+        assert time.monotonic() - started < 5
+    assert "s3cret-pw" not in str(info.value) and "s3cret-pw" not in repr(info.value)
+    assert "s3cret-pw" not in repr(store)
+
+
+def test_an_unresponsive_server_times_out_within_the_limit(silent_server: int) -> None:
+    with EventStore(f"postgresql://u:pw@127.0.0.1:{silent_server}/db", timeout=30) as store:
+        started = time.monotonic()
+        with pytest.raises(OperationTimeoutError) as info:
+            store.append(EVERYTHING, 0, Event("T", {}), timeout=0.5)
+        assert 0.4 < time.monotonic() - started < 3
+        assert isinstance(info.value, TimeoutError)
+
+
+def test_a_timed_out_call_leaves_the_store_usable(event_store: EventStore) -> None:
+    with pytest.raises(OperationTimeoutError):
+        # Short enough to fire before the first connection is even open.
+        event_store.append(EVERYTHING, 0, Event("T", {}), timeout=1e-6)
+    time.sleep(0.2)
+    stored = event_store.query(EVERYTHING).max_sequence_number
+    assert event_store.append(EVERYTHING, stored, Event("T", {"after": "timeout"}))
+    assert [e.payload for e in event_store.query(EVERYTHING)][-1] == {"after": "timeout"}
+
+
+def test_ctrl_c_interrupts_a_blocked_call(silent_server: int) -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from dynamic_streams import EventStore, build_event_filter
+        store = EventStore("postgresql://u:pw@127.0.0.1:{silent_server}/db", timeout=None)
+        print("ready", flush=True)
+        started = time.monotonic()
+        try:
+            store.query(build_event_filter().matching_any_event().finalize())
+        except KeyboardInterrupt:
+            print(f"interrupted after {{time.monotonic() - started:.2f}}", flush=True)
+            sys.exit(0)
+        sys.exit(3)
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    assert out.startswith("interrupted after")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_after_fork_the_child_gets_a_clear_error_or_a_working_store(
+    event_store_dsn: str, event_store: EventStore
+) -> None:
+    event_store.append(EVERYTHING, 0, Event("T", {"by": "parent"}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, 3.12+
+        pid = os.fork()
+    if pid == 0:  # the child: report through the exit code only
+        code = 10
+        try:
+            try:
+                event_store.query(EVERYTHING)
+                code = 11
+            except InterfaceError as err:
+                code = 12 if "fork" in str(err) else 13
+            if code == 12:
+                with EventStore(event_store_dsn, table=event_store.table) as fresh:
+                    seen = fresh.query(EVERYTHING).max_sequence_number
+                    fresh.append(EVERYTHING, seen, Event("T", {"by": "child"}))
+                    code = 0
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        pytest.fail("the child process hung after fork")
+    assert os.waitstatus_to_exitcode(status) == 0
+    # The parent's store still works, and sees what the child wrote.
+    assert [e.payload["by"] for e in event_store.query(EVERYTHING)] == ["parent", "child"]
