@@ -135,7 +135,10 @@ mod tests {
         assert_eq!(e.payload()["a"], 1);
         assert_eq!(e.metadata()["m"], "x");
         assert_eq!(e.occurred_at(), 5);
-        assert!(StorableEvent::new("T", "{}", None, None).unwrap().metadata().is_empty());
+        assert!(StorableEvent::new("T", "{}", None, None)
+            .unwrap()
+            .metadata()
+            .is_empty());
     }
 
     #[test]
@@ -154,7 +157,10 @@ mod tests {
             ("T", "{}", Some("[]")),
             ("T", "{}", Some("nope")),
         ] {
-            assert!(StorableEvent::new(t, p, m, None).is_err(), "{t:?} {p:?} {m:?}");
+            assert!(
+                StorableEvent::new(t, p, m, None).is_err(),
+                "{t:?} {p:?} {m:?}"
+            );
         }
     }
 }

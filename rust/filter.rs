@@ -303,10 +303,18 @@ mod tests {
     fn predicates_are_sanitised_and_single_any_becomes_all() {
         let item = FilterItem::new(
             vec![],
-            Some(PredicateGroup::Any(vec![p("b", "2"), p("", "x"), p("a", ""), p("b", "2")])),
+            Some(PredicateGroup::Any(vec![
+                p("b", "2"),
+                p("", "x"),
+                p("a", ""),
+                p("b", "2"),
+            ])),
         )
         .unwrap();
-        assert_eq!(item.predicates(), Some(&PredicateGroup::All(vec![p("b", "2")])));
+        assert_eq!(
+            item.predicates(),
+            Some(&PredicateGroup::All(vec![p("b", "2")]))
+        );
     }
 
     #[test]
@@ -331,13 +339,22 @@ mod tests {
         let item = FilterItem::new(
             vec![],
             Some(PredicateGroup::Any(vec![
-                Predicate { key: "n".into(), value: PredicateValue::Float(1.0) },
-                Predicate { key: "n".into(), value: PredicateValue::Int(1) },
+                Predicate {
+                    key: "n".into(),
+                    value: PredicateValue::Float(1.0),
+                },
+                Predicate {
+                    key: "n".into(),
+                    value: PredicateValue::Int(1),
+                },
             ])),
         )
         .unwrap();
         assert_eq!(item.predicates().unwrap().predicates().len(), 1);
-        let nan = Predicate { key: "n".into(), value: PredicateValue::Float(f64::NAN) };
+        let nan = Predicate {
+            key: "n".into(),
+            value: PredicateValue::Float(f64::NAN),
+        };
         assert!(FilterItem::new(vec![], Some(PredicateGroup::All(vec![nan]))).is_err());
     }
 
@@ -353,16 +370,22 @@ mod tests {
         let a = Filter::new(
             vec![
                 FilterItem::new(s(&["X", "Y"]), None).unwrap(),
-                FilterItem::new(s(&["Z"]), Some(PredicateGroup::All(vec![p("a", "1"), p("b", "2")])))
-                    .unwrap(),
+                FilterItem::new(
+                    s(&["Z"]),
+                    Some(PredicateGroup::All(vec![p("a", "1"), p("b", "2")])),
+                )
+                .unwrap(),
             ],
             Bound::None,
         )
         .unwrap();
         let b = Filter::new(
             vec![
-                FilterItem::new(s(&["Z"]), Some(PredicateGroup::All(vec![p("b", "2"), p("a", "1")])))
-                    .unwrap(),
+                FilterItem::new(
+                    s(&["Z"]),
+                    Some(PredicateGroup::All(vec![p("b", "2"), p("a", "1")])),
+                )
+                .unwrap(),
                 FilterItem::new(s(&["Y", "X", "Y"]), None).unwrap(),
                 FilterItem::new(s(&["X", "Y"]), None).unwrap(),
             ],

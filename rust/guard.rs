@@ -127,7 +127,13 @@ fn add_filter(set: &mut LockSet, table: &TableName, filter: &Filter) {
         };
         for t in &types {
             for p in preds {
-                set.add(key(table, &[PRED, t, p.key.as_bytes(), &predicate_scalar(&p.value)]), true);
+                set.add(
+                    key(
+                        table,
+                        &[PRED, t, p.key.as_bytes(), &predicate_scalar(&p.value)],
+                    ),
+                    true,
+                );
             }
         }
     }
@@ -188,7 +194,10 @@ mod tests {
     }
 
     fn pred(k: &str, v: PredicateValue) -> Predicate {
-        Predicate { key: k.into(), value: v }
+        Predicate {
+            key: k.into(),
+            value: v,
+        }
     }
 
     fn filter(types: &[&str], group: Option<PredicateGroup>) -> Filter {
@@ -212,11 +221,38 @@ mod tests {
             Filter::any_event(Bound::None).unwrap(),
             filter(&["Lent"], None),
             filter(&["Lent", "Other"], None),
-            filter(&[], Some(PredicateGroup::All(vec![pred("BookID", s("b1"))]))),
-            filter(&["Lent"], Some(PredicateGroup::Any(vec![pred("BookID", s("zz")), pred("ReaderID", s("r1"))]))),
-            filter(&["Lent"], Some(PredicateGroup::All(vec![pred("ReaderID", s("r1")), pred("BookID", s("b1"))]))),
-            filter(&[], Some(PredicateGroup::All(vec![pred("n", PredicateValue::Float(1.0))]))),
-            filter(&[], Some(PredicateGroup::All(vec![pred("ok", PredicateValue::Bool(true))]))),
+            filter(
+                &[],
+                Some(PredicateGroup::All(vec![pred("BookID", s("b1"))])),
+            ),
+            filter(
+                &["Lent"],
+                Some(PredicateGroup::Any(vec![
+                    pred("BookID", s("zz")),
+                    pred("ReaderID", s("r1")),
+                ])),
+            ),
+            filter(
+                &["Lent"],
+                Some(PredicateGroup::All(vec![
+                    pred("ReaderID", s("r1")),
+                    pred("BookID", s("b1")),
+                ])),
+            ),
+            filter(
+                &[],
+                Some(PredicateGroup::All(vec![pred(
+                    "n",
+                    PredicateValue::Float(1.0),
+                )])),
+            ),
+            filter(
+                &[],
+                Some(PredicateGroup::All(vec![pred(
+                    "ok",
+                    PredicateValue::Bool(true),
+                )])),
+            ),
         ] {
             assert!(shares_a_key(&f, &e), "{f:?}");
         }
@@ -228,7 +264,10 @@ mod tests {
         let s = |v: &str| PredicateValue::Str(v.into());
         let f = filter(
             &["Lent", "Returned"],
-            Some(PredicateGroup::Any(vec![pred("BookID", s("b1")), pred("ReaderID", s("r1"))])),
+            Some(PredicateGroup::Any(vec![
+                pred("BookID", s("b1")),
+                pred("ReaderID", s("r1")),
+            ])),
         );
         assert!(!shares_a_key(&f, &e));
         assert!(!shares_a_key(&filter(&["Returned"], None), &e));
@@ -249,8 +288,14 @@ mod tests {
     #[test]
     fn keys_are_stable() {
         // Part of the protocol between processes: must never change within a scheme.
-        assert_eq!(key(&table(), &[ALL]), key(&TableName::parse("events").unwrap(), &[ALL]));
-        assert_ne!(key(&table(), &[ALL]), key(&TableName::parse("other").unwrap(), &[ALL]));
+        assert_eq!(
+            key(&table(), &[ALL]),
+            key(&TableName::parse("events").unwrap(), &[ALL])
+        );
+        assert_ne!(
+            key(&table(), &[ALL]),
+            key(&TableName::parse("other").unwrap(), &[ALL])
+        );
         assert_eq!(key(&table(), &[ALL]), 1_124_205_441_579_999_157);
     }
 }

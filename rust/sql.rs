@@ -160,7 +160,11 @@ impl ToSql for SqlParam {
             Self::Text(v) => v.to_sql_checked(ty, out),
             Self::TextArray(v) => v.to_sql_checked(ty, out),
             Self::Json(v) => Json(v).to_sql_checked(ty, out),
-            Self::JsonArray(v) => v.iter().map(Json).collect::<Vec<_>>().to_sql_checked(ty, out),
+            Self::JsonArray(v) => v
+                .iter()
+                .map(Json)
+                .collect::<Vec<_>>()
+                .to_sql_checked(ty, out),
             Self::Timestamp(v) => micros_to_system_time(*v).to_sql_checked(ty, out),
             Self::TimestampArray(v) => v
                 .iter()
@@ -207,14 +211,20 @@ impl Compiler {
     }
 
     fn containment(&mut self, object: serde_json::Map<String, Value>) -> String {
-        format!("payload @> {}::jsonb", self.bind(SqlParam::Json(Value::Object(object))))
+        format!(
+            "payload @> {}::jsonb",
+            self.bind(SqlParam::Json(Value::Object(object)))
+        )
     }
 
     fn item(&mut self, item: &FilterItem) -> (String, usize) {
         let mut parts = Vec::new();
         match item.event_types() {
             [] => {}
-            [one] => parts.push(format!("event_type = {}", self.bind(SqlParam::Text(one.clone())))),
+            [one] => parts.push(format!(
+                "event_type = {}",
+                self.bind(SqlParam::Text(one.clone()))
+            )),
             many => parts.push(format!(
                 "event_type = ANY({}::text[])",
                 self.bind(SqlParam::TextArray(many.to_vec()))
@@ -267,7 +277,13 @@ pub fn compile(filter: &Filter, first: usize) -> Condition {
     if !items.is_empty() {
         let compiled: Vec<(String, usize)> = items.iter().map(|i| c.item(i)).collect();
         if compiled.len() == 1 {
-            clauses.push(compiled.into_iter().next().map(|(s, _)| s).unwrap_or_default());
+            clauses.push(
+                compiled
+                    .into_iter()
+                    .next()
+                    .map(|(s, _)| s)
+                    .unwrap_or_default(),
+            );
         } else {
             let ors: Vec<String> = compiled
                 .into_iter()
@@ -350,7 +366,9 @@ mod tests {
     }
 
     fn obj(k: &str, v: Value) -> SqlParam {
-        SqlParam::Json(serde_json::json!({ k: v }))
+        let mut object = serde_json::Map::new();
+        object.insert(k.to_owned(), v);
+        SqlParam::Json(Value::Object(object))
     }
 
     fn table() -> TableName {
@@ -377,7 +395,10 @@ mod tests {
         ] {
             assert!(TableName::parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(TableName::parse("app.events").unwrap().quoted(), "\"app\".\"events\"");
+        assert_eq!(
+            TableName::parse("app.events").unwrap().quoted(),
+            "\"app\".\"events\""
+        );
     }
 
     #[test]
@@ -403,8 +424,11 @@ mod tests {
 
     #[test]
     fn one_type() {
-        let f = Filter::new(vec![FilterItem::new(types(&["A"]), None).unwrap()], Bound::None)
-            .unwrap();
+        let f = Filter::new(
+            vec![FilterItem::new(types(&["A"]), None).unwrap()],
+            Bound::None,
+        )
+        .unwrap();
         let c = compile(&f, 1);
         assert_eq!(c.sql, "event_type = $1");
         assert_eq!(c.params, vec![SqlParam::Text("A".into())]);
@@ -412,8 +436,11 @@ mod tests {
 
     #[test]
     fn several_types() {
-        let f = Filter::new(vec![FilterItem::new(types(&["B", "A"]), None).unwrap()], Bound::None)
-            .unwrap();
+        let f = Filter::new(
+            vec![FilterItem::new(types(&["B", "A"]), None).unwrap()],
+            Bound::None,
+        )
+        .unwrap();
         let c = compile(&f, 1);
         assert_eq!(c.sql, "event_type = ANY($1::text[])");
         assert_eq!(c.params, vec![SqlParam::TextArray(types(&["A", "B"]))]);
@@ -421,19 +448,26 @@ mod tests {
 
     #[test]
     fn all_predicates_merge_into_one_containment() {
-        let item =
-            FilterItem::new(vec![], Some(PredicateGroup::All(vec![p("b", "2"), p("a", "1")])))
-                .unwrap();
+        let item = FilterItem::new(
+            vec![],
+            Some(PredicateGroup::All(vec![p("b", "2"), p("a", "1")])),
+        )
+        .unwrap();
         let c = compile(&Filter::new(vec![item], Bound::None).unwrap(), 1);
         assert_eq!(c.sql, "payload @> $1::jsonb");
-        assert_eq!(c.params, vec![SqlParam::Json(serde_json::json!({"a": "1", "b": "2"}))]);
+        assert_eq!(
+            c.params,
+            vec![SqlParam::Json(serde_json::json!({"a": "1", "b": "2"}))]
+        );
     }
 
     #[test]
     fn all_predicates_with_a_repeated_key_stay_apart() {
-        let item =
-            FilterItem::new(vec![], Some(PredicateGroup::All(vec![p("a", "2"), p("a", "1")])))
-                .unwrap();
+        let item = FilterItem::new(
+            vec![],
+            Some(PredicateGroup::All(vec![p("a", "2"), p("a", "1")])),
+        )
+        .unwrap();
         let c = compile(&Filter::new(vec![item], Bound::None).unwrap(), 1);
         assert_eq!(c.sql, "payload @> $1::jsonb AND payload @> $2::jsonb");
         assert_eq!(c.params, vec![obj("a", "1".into()), obj("a", "2".into())]);
@@ -474,17 +508,30 @@ mod tests {
 
     #[test]
     fn items_or_and_bounds() {
-        let a = FilterItem::new(types(&["A"]), Some(PredicateGroup::All(vec![p("k", "1")]))).unwrap();
+        let a =
+            FilterItem::new(types(&["A"]), Some(PredicateGroup::All(vec![p("k", "1")]))).unwrap();
         let b = FilterItem::new(types(&["B"]), None).unwrap();
         for (bound, tail, extra) in [
-            (Bound::OccurredFrom(7), " AND occurred_at >= $5", vec![SqlParam::Timestamp(7)]),
-            (Bound::OccurredUntil(8), " AND occurred_at <= $5", vec![SqlParam::Timestamp(8)]),
+            (
+                Bound::OccurredFrom(7),
+                " AND occurred_at >= $5",
+                vec![SqlParam::Timestamp(7)],
+            ),
+            (
+                Bound::OccurredUntil(8),
+                " AND occurred_at <= $5",
+                vec![SqlParam::Timestamp(8)],
+            ),
             (
                 Bound::OccurredBetween(7, 8),
                 " AND occurred_at >= $5 AND occurred_at <= $6",
                 vec![SqlParam::Timestamp(7), SqlParam::Timestamp(8)],
             ),
-            (Bound::SequenceNumberAbove(9), " AND sequence_number > $5", vec![SqlParam::BigInt(9)]),
+            (
+                Bound::SequenceNumberAbove(9),
+                " AND sequence_number > $5",
+                vec![SqlParam::BigInt(9)],
+            ),
             (Bound::None, "", vec![]),
         ] {
             let f = Filter::new(vec![b.clone(), a.clone()], bound).unwrap();
@@ -505,10 +552,16 @@ mod tests {
 
     #[test]
     fn guarded_insert_numbers_filter_params_after_the_events() {
-        let f = Filter::new(vec![FilterItem::new(types(&["A"]), None).unwrap()], Bound::None)
-            .unwrap();
+        let f = Filter::new(
+            vec![FilterItem::new(types(&["A"]), None).unwrap()],
+            Bound::None,
+        )
+        .unwrap();
         let (sql, params) = guarded_insert(&table(), &f);
-        assert!(sql.contains("WHERE sequence_number > $5 AND event_type = $6"), "{sql}");
+        assert!(
+            sql.contains("WHERE sequence_number > $5 AND event_type = $6"),
+            "{sql}"
+        );
         assert_eq!(params, vec![SqlParam::Text("A".into())]);
     }
 

@@ -50,7 +50,9 @@ pub struct EventStore {
 impl std::fmt::Debug for EventStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the DSN: it may hold a password.
-        f.debug_struct("EventStore").field("table", &self.table.qualified()).finish_non_exhaustive()
+        f.debug_struct("EventStore")
+            .field("table", &self.table.qualified())
+            .finish_non_exhaustive()
     }
 }
 
@@ -99,22 +101,24 @@ fn lock_params(locks: LockSet) -> [SqlParam; 2] {
 /// `BEGIN; LOCK; statement; COMMIT` are sent together and answered in order.
 async fn in_locked_transaction(
     client: &Object,
-    begin: &str,
+    begin_sql: &str,
     locks: &[SqlParam],
     statement: &str,
     statement_params: &[SqlParam],
 ) -> Result<Vec<Row>> {
-    let (lock_stmt, stmt) =
-        tokio::try_join!(client.prepare_cached(sql::LOCK), client.prepare_cached(statement))?;
+    let (lock_stmt, stmt) = tokio::try_join!(
+        client.prepare_cached(sql::LOCK),
+        client.prepare_cached(statement)
+    )?;
     let lock_args = params(locks);
     let args = params(statement_params);
-    let (begun, locked, rows, committed) = tokio::join!(
-        client.batch_execute(begin),
+    let (began, locked, rows, committed) = tokio::join!(
+        client.batch_execute(begin_sql),
         client.execute(&lock_stmt, &lock_args),
         client.query(&stmt, &args),
         client.batch_execute("COMMIT"),
     );
-    begun?;
+    began?;
     locked?;
     let rows = rows?;
     committed?;
@@ -210,7 +214,9 @@ impl EventStore {
             let lock = [SqlParam::BigInt(guard::schema_key(&self.table))];
             client.batch_execute("BEGIN").await?;
             client.execute(sql::LOCK_ONE, &params(&lock)).await?;
-            client.batch_execute(&sql::create_schema(&self.table)).await?;
+            client
+                .batch_execute(&sql::create_schema(&self.table))
+                .await?;
             client.batch_execute("COMMIT").await?;
             conn.release();
             Ok(())
@@ -265,17 +271,25 @@ impl EventStore {
             return Err(Error::invalid("append needs at least one event"));
         }
         if expected_max_sequence_number < 0 {
-            return Err(Error::invalid("expected_max_sequence_number must not be negative"));
+            return Err(Error::invalid(
+                "expected_max_sequence_number must not be negative",
+            ));
         }
         let (insert, filter_params) = sql::guarded_insert(&self.table, filter);
         let mut insert_params = vec![
             SqlParam::TimestampArray(events.iter().map(StorableEvent::occurred_at).collect()),
             SqlParam::TextArray(events.iter().map(|e| e.event_type().to_owned()).collect()),
             SqlParam::JsonArray(
-                events.iter().map(|e| serde_json::Value::Object(e.payload().clone())).collect(),
+                events
+                    .iter()
+                    .map(|e| serde_json::Value::Object(e.payload().clone()))
+                    .collect(),
             ),
             SqlParam::JsonArray(
-                events.iter().map(|e| serde_json::Value::Object(e.metadata().clone())).collect(),
+                events
+                    .iter()
+                    .map(|e| serde_json::Value::Object(e.metadata().clone()))
+                    .collect(),
             ),
             SqlParam::BigInt(expected_max_sequence_number),
         ];
@@ -292,7 +306,10 @@ impl EventStore {
                     expected: expected_max_sequence_number,
                 });
             }
-            let mut assigned = rows.iter().map(|r| r.try_get(0)).collect::<Result<Vec<i64>, _>>()?;
+            let mut assigned = rows
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<Vec<i64>, _>>()?;
             assigned.sort_unstable();
             Ok(assigned)
         })

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
 from dynamic_streams import AsyncEventStore, Event, EventFilter, EventStore, QueryResult
 
 
@@ -37,7 +36,9 @@ class AsyncDriven:
 
 
 @pytest.fixture(params=["sync", "async"])
-def store(request: pytest.FixtureRequest, event_store_dsn: str, event_store_table: str) -> Iterator[Any]:
+def store(
+    request: pytest.FixtureRequest, event_store_dsn: str, event_store_table: str
+) -> Iterator[Any]:
     if request.param == "sync":
         with EventStore(event_store_dsn, table=event_store_table) as s:
             yield s

@@ -6,7 +6,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-
 from dynamic_streams import ConcurrencyConflictError, Event, IntegrityError, P, build_event_filter
 
 BOOK = build_event_filter().matching().any_event_type_of("Lent").and_all_predicates_of(P("BookID", "b1")).finalize()  # fmt: skip
@@ -22,7 +21,9 @@ def test_append_with_the_queried_number_succeeds(store: Any) -> None:
     assert (result.events, result.max_sequence_number) == ([], 0)
     assert store.append(BOOK, result.max_sequence_number, lent()) == [1]
     result = store.query(BOOK)
-    assert [(e.sequence_number, e.payload) for e in result] == [(1, {"BookID": "b1", "ReaderID": "r1"})]
+    assert [(e.sequence_number, e.payload) for e in result] == [
+        (1, {"BookID": "b1", "ReaderID": "r1"})
+    ]
     assert result.max_sequence_number == 1
     assert store.append(BOOK, 1, lent(reader="r2")) == [2]
 
@@ -54,17 +55,26 @@ def test_events_outside_the_boundary_do_not_conflict(store: Any) -> None:
 def test_returned_sequence_numbers_are_the_stored_ones(store: Any) -> None:
     assigned: list[int] = []
     for n in range(4):
-        assigned += store.append(EVERYTHING, len(assigned), *(lent(f"b{n}-{i}") for i in range(n + 1)))
+        assigned += store.append(
+            EVERYTHING, len(assigned), *(lent(f"b{n}-{i}") for i in range(n + 1))
+        )
     stored = store.query(EVERYTHING)
     assert [e.sequence_number for e in stored] == assigned
-    assert [e.payload["BookID"] for e in stored] == [f"b{n}-{i}" for n in range(4) for i in range(n + 1)]
+    assert [e.payload["BookID"] for e in stored] == [
+        f"b{n}-{i}" for n in range(4) for i in range(n + 1)
+    ]
     assert assigned == sorted(set(assigned))
     assert stored.max_sequence_number == assigned[-1]
 
 
 def test_metadata_payload_and_time_round_trip(store: Any) -> None:
     when = datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=timezone.utc)
-    metadata = {"MessageID": "m-1", "CausationID": "c-1", "CorrelationID": "k-1", "n": [1, 2.5, None]}
+    metadata = {
+        "MessageID": "m-1",
+        "CausationID": "c-1",
+        "CorrelationID": "k-1",
+        "n": [1, 2.5, None],
+    }
     payload = {"BookID": "b1", "nested": {"a": [True, False]}, "big": 2**53, "text": "Grüße ✓"}
     store.append(EVERYTHING, 0, Event("Lent", payload, metadata=metadata, occurred_at=when))
     store.append(EVERYTHING, 1, Event("Lent", '{"BookID":"b2"}', metadata=b'{"x":1}'))
@@ -100,7 +110,13 @@ def test_hostile_strings_are_stored_and_matched_literally(store: Any) -> None:
     for i, h in enumerate(hostile):
         store.append(EVERYTHING, i, Event(h, {h: h, "other": i}, metadata={h: h}))
     for i, h in enumerate(hostile):
-        f = build_event_filter().matching().any_event_type_of(h).and_all_predicates_of(P(h, h)).finalize()
+        f = (
+            build_event_filter()
+            .matching()
+            .any_event_type_of(h)
+            .and_all_predicates_of(P(h, h))
+            .finalize()
+        )
         (event,) = store.query(f)
         assert (event.event_type, event.payload, event.metadata) == (h, {h: h, "other": i}, {h: h})
     assert len(store.query(EVERYTHING)) == len(hostile)

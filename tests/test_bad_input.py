@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from dynamic_streams import (
     Event,
     EventStore,
@@ -77,12 +76,20 @@ def test_append_rejects_bad_arguments_and_stores_nothing(event_store: EventStore
 
 
 def test_a_bound_of_the_other_kind_cannot_be_combined() -> None:
-    after_from = build_event_filter().occurred_from(__import__("datetime").datetime.now().astimezone())
+    after_from = build_event_filter().occurred_from(
+        __import__("datetime").datetime.now().astimezone()
+    )
     assert not hasattr(after_from, "with_sequence_number_higher_than")
     bounded = build_event_filter().with_sequence_number_higher_than(3)
     assert not hasattr(bounded, "and_occurred_until") and not hasattr(bounded, "occurred_from")
     # Below the builder, the native filter refuses mixed or malformed bounds too.
-    for bound in [("after", 1, 2), ("from", 1, 2), ("until", 1, 2), ("between", 1, None), ("x", 1, None)]:
+    for bound in [
+        ("after", 1, 2),
+        ("from", 1, 2),
+        ("until", 1, 2),
+        ("between", 1, None),
+        ("x", 1, None),
+    ]:
         with pytest.raises(InvalidInputError):
             _native.Filter(None, bound)
 
@@ -112,9 +119,11 @@ def test_a_missing_dsn_says_how_to_give_one(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_a_missing_table_is_a_programming_error(event_store_dsn: str) -> None:
-    with EventStore(event_store_dsn, table="no_such_table_here") as store:
-        with pytest.raises(ProgrammingError) as info:
-            store.query(EVERYTHING)
+    with (
+        EventStore(event_store_dsn, table="no_such_table_here") as store,
+        pytest.raises(ProgrammingError) as info,
+    ):
+        store.query(EVERYTHING)
     assert info.value.sqlstate == "42P01"
 
 

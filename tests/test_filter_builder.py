@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-
 from dynamic_streams import EventFilter, InvalidInputError, P, build_event_filter
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)

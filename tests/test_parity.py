@@ -95,7 +95,10 @@ CASES: list[tuple[str, EventFilter, list[int]]] = [
     ),
     (
         "(ET or ET) and P",
-        start().any_event_type_of(LENT, RETURNED).and_all_predicates_of(P("BookID", "b1")).finalize(),
+        start()
+        .any_event_type_of(LENT, RETURNED)
+        .and_all_predicates_of(P("BookID", "b1"))
+        .finalize(),
         [2, 3],
     ),
     (
@@ -152,6 +155,6 @@ def test_parity_fixture(store: Any) -> None:
         assert [e.sequence_number for e in result] == positions, name
         assert len(result) == EXPECTED_COUNTS[name], name
         assert result.max_sequence_number == positions[-1], name
-        for e, pos in zip(result, positions):
+        for e, pos in zip(result, positions, strict=True):
             assert (e.event_type, e.payload) == FIXTURE[pos - 1], name
             assert e.occurred_at == at(pos), name

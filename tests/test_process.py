@@ -14,7 +14,6 @@ import warnings
 from collections.abc import Iterator
 
 import pytest
-
 from dynamic_streams import (
     Event,
     EventStore,

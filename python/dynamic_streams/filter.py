@@ -18,7 +18,7 @@ make sense next, and a type checker sees that.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 from dynamic_streams import _native
 from dynamic_streams.errors import InvalidInputError
@@ -32,7 +32,7 @@ __all__ = [
     "build_event_filter",
 ]
 
-PredicateValue = Union[str, int, float, bool]
+PredicateValue = str | int | float | bool
 
 
 class Predicate(NamedTuple):
@@ -46,8 +46,8 @@ P = Predicate
 """Short alias: ``P("BookID", book_id)``."""
 
 # One item: (event types, predicate group kind, predicates).
-_Item = tuple[tuple[str, ...], Union[str, None], tuple[Predicate, ...]]
-_BoundSpec = Union[tuple[str, Union[int, None], Union[int, None]], None]
+_Item = tuple[tuple[str, ...], str | None, tuple[Predicate, ...]]
+_BoundSpec = tuple[str, int | None, int | None] | None
 
 
 class EventFilter:
@@ -62,7 +62,10 @@ class EventFilter:
         native_items = (
             None
             if items is None
-            else [(list(types), kind, [tuple(p) for p in preds]) for types, kind, preds in items]
+            else [
+                (list(types), kind, [(p.key, p.value) for p in preds])
+                for types, kind, preds in items
+            ]
         )
         self._native = _native.Filter(native_items, bound)
 
@@ -141,7 +144,9 @@ class AfterOccurredFrom(_Finalizable):
     def and_occurred_until(self, until: datetime) -> BoundedFilter:
         """Also only events that occurred at or before ``until``."""
         assert self._bound is not None
-        return BoundedFilter(self._items, self._current, ("between", self._bound[1], to_micros(until)))
+        return BoundedFilter(
+            self._items, self._current, ("between", self._bound[1], to_micros(until))
+        )
 
 
 class _Bounds(_State):
@@ -198,7 +203,8 @@ class ItemWithPredicates(CompleteItem):
     def and_any_event_type_of(self, *event_types: str) -> CompleteItem:
         """...and the event has one of ``event_types``."""
         assert self._current is not None
-        return CompleteItem(self._items, (_types(event_types), *self._current[1:]))  # type: ignore[arg-type]
+        _, kind, preds = self._current
+        return CompleteItem(self._items, (_types(event_types), kind, preds))
 
 
 class EmptyItem(_State):

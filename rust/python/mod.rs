@@ -2,6 +2,9 @@
 //! (`python/dynamic_streams`); this module converts arguments, releases the GIL around every
 //! wait, and turns engine errors into the facade's exception classes, in one place.
 
+// PyO3 extracts arguments as owned values; borrowing them is not an option here.
+#![allow(clippy::needless_pass_by_value)]
+
 mod runtime;
 
 use std::future::Future;
@@ -16,7 +19,9 @@ use pyo3::types::{PyBool, PyFloat, PyInt, PyString, PyType};
 
 use crate::error::Error;
 use crate::event::StorableEvent as CoreEvent;
-use crate::filter::{Bound as CoreBound, Filter as CoreFilter, FilterItem, Predicate, PredicateGroup, PredicateValue};
+use crate::filter::{
+    Bound as CoreBound, Filter as CoreFilter, FilterItem, Predicate, PredicateGroup, PredicateValue,
+};
 use crate::sql::TableName;
 use crate::store::{EventStore as CoreStore, QueryResult, StoreConfig};
 
@@ -48,7 +53,10 @@ fn to_py(py: Python<'_>, err: Error) -> PyErr {
             Error::InvalidInput(_) => ("InvalidInputError", vec![]),
             Error::ConcurrencyConflict { expected } => (
                 "ConcurrencyConflictError",
-                vec![("expected_max_sequence_number", expected.into_pyobject(py)?.into_any().unbind())],
+                vec![(
+                    "expected_max_sequence_number",
+                    expected.into_pyobject(py)?.into_any().unbind(),
+                )],
             ),
             Error::Timeout(_) => ("OperationTimeoutError", vec![]),
             Error::Connection(_) => ("OperationalError", vec![]),
@@ -59,7 +67,10 @@ fn to_py(py: Python<'_>, err: Error) -> PyErr {
                 class_for_sqlstate(sqlstate),
                 vec![
                     ("sqlstate", PyString::new(py, sqlstate).into_any().unbind()),
-                    ("detail", detail.as_deref().into_pyobject(py)?.into_any().unbind()),
+                    (
+                        "detail",
+                        detail.as_deref().into_pyobject(py)?.into_any().unbind(),
+                    ),
                 ],
             ),
         };
@@ -85,7 +96,12 @@ fn seconds(py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Duration>> {
             Duration::try_from_secs_f64(t)
                 .ok()
                 .filter(|d| !d.is_zero())
-                .ok_or_else(|| to_py(py, Error::invalid("timeout must be a positive number of seconds")))
+                .ok_or_else(|| {
+                    to_py(
+                        py,
+                        Error::invalid("timeout must be a positive number of seconds"),
+                    )
+                })
         })
         .transpose()
 }
@@ -98,6 +114,7 @@ enum Outcome<T> {
 /// The one place that blocks on a future: the GIL is released while it runs, and about four
 /// times a second the thread checks for signals, so Ctrl-C interrupts the call (dropping the
 /// future cancels its statement on the server).
+#[allow(clippy::redundant_closure_for_method_calls)] // a method path is not general over 'py
 fn wait<T, F>(py: Python<'_>, fut: F) -> PyResult<T>
 where
     F: Future<Output = crate::Result<T>> + Send,
@@ -109,7 +126,8 @@ where
             "the synchronous EventStore cannot be called from inside a tokio runtime; use AsyncEventStore",
         ));
     }
-    let rt = runtime::get().map_err(|e| interface_error(py, &format!("cannot start the runtime: {e}")))?;
+    let rt = runtime::get()
+        .map_err(|e| interface_error(py, &format!("cannot start the runtime: {e}")))?;
     let outcome = py.detach(|| {
         rt.block_on(async move {
             let mut fut = std::pin::pin!(fut);
@@ -150,9 +168,15 @@ fn predicate_value(value: &Bound<'_, PyAny>) -> PyResult<PredicateValue> {
         return Ok(PredicateValue::Bool(b.is_true()));
     }
     if value.is_instance_of::<PyInt>() {
-        return value.extract::<i64>().map(PredicateValue::Int).map_err(|_| {
-            to_py(value.py(), Error::invalid("integer predicate values must fit in 64 bits"))
-        });
+        return value
+            .extract::<i64>()
+            .map(PredicateValue::Int)
+            .map_err(|_| {
+                to_py(
+                    value.py(),
+                    Error::invalid("integer predicate values must fit in 64 bits"),
+                )
+            });
     }
     if value.is_instance_of::<PyFloat>() {
         return Ok(PredicateValue::Float(value.extract()?));
@@ -166,9 +190,16 @@ fn predicate_value(value: &Bound<'_, PyAny>) -> PyResult<PredicateValue> {
     )))
 }
 
-type RawItem<'py> = (Vec<String>, Option<String>, Vec<(String, Bound<'py, PyAny>)>);
+type RawItem<'py> = (
+    Vec<String>,
+    Option<String>,
+    Vec<(String, Bound<'py, PyAny>)>,
+);
 
-fn core_bound(py: Python<'_>, bound: Option<(&str, Option<i64>, Option<i64>)>) -> PyResult<CoreBound> {
+fn core_bound(
+    py: Python<'_>,
+    bound: Option<(&str, Option<i64>, Option<i64>)>,
+) -> PyResult<CoreBound> {
     Ok(match bound {
         None => CoreBound::None,
         Some(("from", Some(f), None)) => CoreBound::OccurredFrom(f),
@@ -191,7 +222,11 @@ impl Filter {
     /// and an optional bound `(kind, a, b)`; `items=None` matches every event.
     #[new]
     #[pyo3(signature = (items, bound=None))]
-    fn new(py: Python<'_>, items: Option<Vec<RawItem<'_>>>, bound: Option<(String, Option<i64>, Option<i64>)>) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        items: Option<Vec<RawItem<'_>>>,
+        bound: Option<(String, Option<i64>, Option<i64>)>,
+    ) -> PyResult<Self> {
         let bound = core_bound(py, bound.as_ref().map(|(k, a, b)| (k.as_str(), *a, *b)))?;
         let filter = match items {
             None => CoreFilter::any_event(bound),
@@ -200,13 +235,23 @@ impl Filter {
                 for (types, kind, preds) in items {
                     let preds = preds
                         .into_iter()
-                        .map(|(key, v)| Ok(Predicate { key, value: predicate_value(&v)? }))
+                        .map(|(key, v)| {
+                            Ok(Predicate {
+                                key,
+                                value: predicate_value(&v)?,
+                            })
+                        })
                         .collect::<PyResult<Vec<_>>>()?;
                     let group = match kind.as_deref() {
                         None => None,
                         Some("any") => Some(PredicateGroup::Any(preds)),
                         Some("all") => Some(PredicateGroup::All(preds)),
-                        Some(other) => return Err(to_py(py, Error::invalid(format!("unknown predicate group {other:?}")))),
+                        Some(other) => {
+                            return Err(to_py(
+                                py,
+                                Error::invalid(format!("unknown predicate group {other:?}")),
+                            ))
+                        }
                     };
                     core_items.push(FilterItem::new(types, group).map_err(|e| to_py(py, e))?);
                 }
@@ -214,7 +259,9 @@ impl Filter {
             }
         }
         .map_err(|e| to_py(py, e))?;
-        Ok(Self { inner: Arc::new(filter) })
+        Ok(Self {
+            inner: Arc::new(filter),
+        })
     }
 
     /// A deterministic serialisation: equal filters give equal text.
@@ -253,7 +300,13 @@ impl StorableEvent {
     /// microseconds since the Unix epoch (UTC), now when None.
     #[new]
     #[pyo3(signature = (event_type, payload, metadata=None, occurred_at=None))]
-    fn new(py: Python<'_>, event_type: String, payload: &str, metadata: Option<&str>, occurred_at: Option<i64>) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        event_type: String,
+        payload: &str,
+        metadata: Option<&str>,
+        occurred_at: Option<i64>,
+    ) -> PyResult<Self> {
         CoreEvent::new(event_type, payload, metadata, occurred_at)
             .map(|inner| Self { inner })
             .map_err(|e| to_py(py, e))
@@ -270,15 +323,23 @@ impl StorableEvent {
     }
 }
 
-/// A recorded event as a tuple: (sequence_number, occurred_at_us, event_type, payload_json,
-/// metadata_json).
+/// A recorded event as a tuple: `(sequence_number, occurred_at_us, event_type, payload_json,
+/// metadata_json)`.
 type EventTuple = (i64, i64, String, String, String);
 
 fn as_tuples(result: QueryResult) -> (Vec<EventTuple>, i64) {
     let events = result
         .events
         .into_iter()
-        .map(|e| (e.sequence_number, e.occurred_at, e.event_type, e.payload, e.metadata))
+        .map(|e| {
+            (
+                e.sequence_number,
+                e.occurred_at,
+                e.event_type,
+                e.payload,
+                e.metadata,
+            )
+        })
         .collect();
     (events, result.max_sequence_number)
 }
@@ -320,10 +381,22 @@ impl EventStore {
 impl EventStore {
     #[new]
     #[pyo3(signature = (dsn, table="events", pool_size=10, timeout=Some(30.0)))]
-    fn new(py: Python<'_>, dsn: String, table: &str, pool_size: usize, timeout: Option<f64>) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        dsn: String,
+        table: &str,
+        pool_size: usize,
+        timeout: Option<f64>,
+    ) -> PyResult<Self> {
         let table = TableName::parse(table).map_err(|e| to_py(py, e))?;
         let timeout = seconds(py, timeout)?;
-        let store = CoreStore::new(StoreConfig { dsn, table, pool_size, timeout }).map_err(|e| to_py(py, e))?;
+        let store = CoreStore::new(StoreConfig {
+            dsn,
+            table,
+            pool_size,
+            timeout,
+        })
+        .map_err(|e| to_py(py, e))?;
         Ok(Self {
             inner: ManuallyDrop::new(Arc::new(store)),
             pid: std::process::id(),
@@ -342,7 +415,7 @@ impl EventStore {
         self.inner.is_closed()
     }
 
-    /// Closes the connection pool; later calls raise InterfaceError.
+    /// Closes the connection pool; later calls raise `InterfaceError`.
     fn close(&self) {
         if std::process::id() == self.pid {
             self.inner.close();
@@ -363,35 +436,91 @@ impl EventStore {
     }
 
     #[pyo3(signature = (filter, timeout=None))]
-    fn query(&self, py: Python<'_>, filter: &Filter, timeout: Option<f64>) -> PyResult<(Vec<EventTuple>, i64)> {
-        let (store, timeout, filter) = (self.store(py)?, seconds(py, timeout)?, Arc::clone(&filter.inner));
-        wait(py, async move { store.query(&filter, timeout).await.map(as_tuples) })
+    fn query(
+        &self,
+        py: Python<'_>,
+        filter: &Filter,
+        timeout: Option<f64>,
+    ) -> PyResult<(Vec<EventTuple>, i64)> {
+        let (store, timeout, filter) = (
+            self.store(py)?,
+            seconds(py, timeout)?,
+            Arc::clone(&filter.inner),
+        );
+        wait(py, async move {
+            store.query(&filter, timeout).await.map(as_tuples)
+        })
     }
 
     #[pyo3(signature = (filter, expected_max_sequence_number, events, timeout=None))]
-    fn append(&self, py: Python<'_>, filter: &Filter, expected_max_sequence_number: i64, events: Vec<Py<StorableEvent>>, timeout: Option<f64>) -> PyResult<Vec<i64>> {
-        let (store, timeout, filter) = (self.store(py)?, seconds(py, timeout)?, Arc::clone(&filter.inner));
+    fn append(
+        &self,
+        py: Python<'_>,
+        filter: &Filter,
+        expected_max_sequence_number: i64,
+        events: Vec<Py<StorableEvent>>,
+        timeout: Option<f64>,
+    ) -> PyResult<Vec<i64>> {
+        let (store, timeout, filter) = (
+            self.store(py)?,
+            seconds(py, timeout)?,
+            Arc::clone(&filter.inner),
+        );
         let events = Self::events(&events);
-        wait(py, async move { store.append(&filter, expected_max_sequence_number, &events, timeout).await })
+        wait(py, async move {
+            store
+                .append(&filter, expected_max_sequence_number, &events, timeout)
+                .await
+        })
     }
 
     #[pyo3(signature = (timeout=None))]
-    fn create_schema_async<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+    fn create_schema_async<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let (store, timeout) = (self.store(py)?, seconds(py, timeout)?);
         awaitable(py, async move { store.create_schema(timeout).await })
     }
 
     #[pyo3(signature = (filter, timeout=None))]
-    fn query_async<'py>(&self, py: Python<'py>, filter: &Filter, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
-        let (store, timeout, filter) = (self.store(py)?, seconds(py, timeout)?, Arc::clone(&filter.inner));
-        awaitable(py, async move { store.query(&filter, timeout).await.map(as_tuples) })
+    fn query_async<'py>(
+        &self,
+        py: Python<'py>,
+        filter: &Filter,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (store, timeout, filter) = (
+            self.store(py)?,
+            seconds(py, timeout)?,
+            Arc::clone(&filter.inner),
+        );
+        awaitable(py, async move {
+            store.query(&filter, timeout).await.map(as_tuples)
+        })
     }
 
     #[pyo3(signature = (filter, expected_max_sequence_number, events, timeout=None))]
-    fn append_async<'py>(&self, py: Python<'py>, filter: &Filter, expected_max_sequence_number: i64, events: Vec<Py<StorableEvent>>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
-        let (store, timeout, filter) = (self.store(py)?, seconds(py, timeout)?, Arc::clone(&filter.inner));
+    fn append_async<'py>(
+        &self,
+        py: Python<'py>,
+        filter: &Filter,
+        expected_max_sequence_number: i64,
+        events: Vec<Py<StorableEvent>>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (store, timeout, filter) = (
+            self.store(py)?,
+            seconds(py, timeout)?,
+            Arc::clone(&filter.inner),
+        );
         let events = Self::events(&events);
-        awaitable(py, async move { store.append(&filter, expected_max_sequence_number, &events, timeout).await })
+        awaitable(py, async move {
+            store
+                .append(&filter, expected_max_sequence_number, &events, timeout)
+                .await
+        })
     }
 }
 

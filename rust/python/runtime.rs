@@ -95,10 +95,7 @@ impl ContextExt for Shared {
 
     fn get_task_locals() -> Option<TaskLocals> {
         TASK_LOCALS
-            .try_with(|c| {
-                c.get()
-                    .cloned()
-            })
+            .try_with(|c| c.get().cloned())
             .unwrap_or_default()
     }
 }

@@ -33,9 +33,13 @@ def new_id() -> str:
 
 
 def _filter(types: Sequence[str], *predicates: P) -> EventFilter:
-    return build_event_filter().matching().any_event_type_of(*types).and_any_predicate_of(
-        *predicates
-    ).finalize()
+    return (
+        build_event_filter()
+        .matching()
+        .any_event_type_of(*types)
+        .and_any_predicate_of(*predicates)
+        .finalize()
+    )
 
 
 class Library:

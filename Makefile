@@ -1,0 +1,37 @@
+# `make demo` and `make test` each do their own set-up on a fresh machine: a virtualenv in
+# .venv with the package built from source (Rust, via maturin) and its test tools.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SOURCES := Cargo.toml pyproject.toml $(shell find rust python -type f -not -name '*.pyc' -not -name '*.so')
+
+.PHONY: demo test test-rust test-python lint clean
+
+$(VENV)/.installed: $(SOURCES)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(PY) -m dynamic_streams.examples.library
+
+test: lint test-rust test-python
+
+lint: $(VENV)/.installed
+	cargo fmt --check
+	cargo clippy --all-targets --features python -- -D warnings
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(PY) -m mypy.stubtest dynamic_streams._native
+
+test-rust:
+	cargo test
+
+test-python: $(VENV)/.installed
+	$(VENV)/bin/pytest
+
+clean:
+	rm -rf $(VENV) target

@@ -1,0 +1,70 @@
+"""Type stubs for the native engine. Users import the facade, :mod:`dynamic_streams`."""
+
+from collections.abc import Awaitable
+from typing import final
+
+__all__ = ["EventStore", "Filter", "StorableEvent"]
+
+_EventRow = tuple[int, int, str, str, str]
+_Item = tuple[list[str], str | None, list[tuple[str, str | int | float | bool]]]
+_Bound = tuple[str, int | None, int | None]
+
+@final
+class Filter:
+    def __new__(cls, items: list[_Item] | None, bound: _Bound | None = None) -> Filter: ...
+    def canonical_json(self) -> str: ...
+    def to_sql(self, table: str) -> tuple[str, list[str]]: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+
+@final
+class StorableEvent:
+    def __new__(
+        cls,
+        event_type: str,
+        payload: str,
+        metadata: str | None = None,
+        occurred_at: int | None = None,
+    ) -> StorableEvent: ...
+    @property
+    def event_type(self) -> str: ...
+    @property
+    def occurred_at(self) -> int: ...
+
+@final
+class EventStore:
+    def __new__(
+        cls,
+        dsn: str,
+        table: str = "events",
+        pool_size: int = 10,
+        timeout: float | None = ...,
+    ) -> EventStore: ...
+    @property
+    def table(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    def close(self) -> None: ...
+    def create_schema(self, timeout: float | None = None) -> None: ...
+    def drop_table(self, timeout: float | None = None) -> None: ...
+    def query(
+        self, filter: Filter, timeout: float | None = None
+    ) -> tuple[list[_EventRow], int]: ...
+    def append(
+        self,
+        filter: Filter,
+        expected_max_sequence_number: int,
+        events: list[StorableEvent],
+        timeout: float | None = None,
+    ) -> list[int]: ...
+    def create_schema_async(self, timeout: float | None = None) -> Awaitable[None]: ...
+    def query_async(
+        self, filter: Filter, timeout: float | None = None
+    ) -> Awaitable[tuple[list[_EventRow], int]]: ...
+    def append_async(
+        self,
+        filter: Filter,
+        expected_max_sequence_number: int,
+        events: list[StorableEvent],
+        timeout: float | None = None,
+    ) -> Awaitable[list[int]]: ...
