@@ -43,10 +43,10 @@ fn benches(c: &mut Criterion) {
     .expect("valid event");
 
     c.bench_function("build lending filter", |b| {
-        b.iter(|| black_box(lending_filter()))
+        b.iter(|| black_box(lending_filter()));
     });
     c.bench_function("compile query", |b| {
-        b.iter(|| black_box(sql::query(&table, black_box(&filter))))
+        b.iter(|| black_box(sql::query(&table, black_box(&filter))));
     });
     c.bench_function("compile guarded insert", |b| {
         b.iter(|| black_box(sql::guarded_insert(&table, black_box(&filter))));
