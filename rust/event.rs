@@ -16,6 +16,21 @@ pub struct StorableEvent {
     occurred_at: i64,
 }
 
+/// The instants the store accepts: years 1 to 9999, UTC, in microseconds since the Unix
+/// epoch (the range most languages' date types share).
+pub const MIN_MICROS: i64 = -62_135_596_800_000_000;
+pub const MAX_MICROS: i64 = 253_402_300_799_999_999;
+
+pub(crate) fn check_time(what: &str, micros: i64) -> Result<i64> {
+    if (MIN_MICROS..=MAX_MICROS).contains(&micros) {
+        Ok(micros)
+    } else {
+        Err(Error::invalid(format!(
+            "{what} must lie between the years 1 and 9999"
+        )))
+    }
+}
+
 /// Microseconds since the Unix epoch, now.
 pub fn now_micros() -> i64 {
     match SystemTime::now().duration_since(UNIX_EPOCH) {
@@ -90,7 +105,7 @@ impl StorableEvent {
             event_type,
             payload,
             metadata,
-            occurred_at: occurred_at.unwrap_or_else(now_micros),
+            occurred_at: check_time("occurred_at", occurred_at.unwrap_or_else(now_micros))?,
         })
     }
 

@@ -6,6 +6,7 @@
 //! empty after sanitising is an error, never a silent widening of the filter.
 
 use crate::error::{Error, Result};
+use crate::event::check_time;
 
 /// The value of a payload predicate, compared as a JSON value.
 #[derive(Clone, Debug, PartialEq)]
@@ -204,6 +205,15 @@ pub enum Bound {
 impl Bound {
     fn validate(self) -> Result<Self> {
         match self {
+            Self::OccurredFrom(t) | Self::OccurredBetween(t, _) => {
+                check_time("occurred_from", t)?;
+            }
+            Self::OccurredUntil(_) | Self::None | Self::SequenceNumberAbove(_) => {}
+        }
+        if let Self::OccurredUntil(t) | Self::OccurredBetween(_, t) = self {
+            check_time("occurred_until", t)?;
+        }
+        match self {
             Self::OccurredBetween(from, until) if from > until => Err(Error::invalid(
                 "occurred_from is after occurred_until: the filter could never match",
             )),
@@ -363,6 +373,8 @@ mod tests {
         assert!(Filter::any_event(Bound::OccurredBetween(2, 1)).is_err());
         assert!(Filter::any_event(Bound::OccurredBetween(1, 1)).is_ok());
         assert!(Filter::any_event(Bound::SequenceNumberAbove(-1)).is_err());
+        assert!(Filter::any_event(Bound::OccurredFrom(i64::MIN)).is_err());
+        assert!(Filter::any_event(Bound::OccurredUntil(i64::MAX)).is_err());
     }
 
     #[test]

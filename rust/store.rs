@@ -20,6 +20,9 @@ use crate::filter::Filter;
 use crate::guard::{self, LockSet};
 use crate::sql::{self, SqlParam, TableName};
 
+/// The largest pool: far above PostgreSQL's default `max_connections` (100).
+pub const MAX_POOL_SIZE: usize = 1000;
+
 /// How to reach the database and where the events live.
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
@@ -150,8 +153,10 @@ impl EventStore {
         if let (Some(t), None) = (config.timeout, pg.get_connect_timeout()) {
             pg.connect_timeout(t);
         }
-        if config.pool_size == 0 {
-            return Err(Error::invalid("pool_size must be at least 1"));
+        if !(1..=MAX_POOL_SIZE).contains(&config.pool_size) {
+            return Err(Error::invalid(format!(
+                "pool_size must be between 1 and {MAX_POOL_SIZE}"
+            )));
         }
         let manager = Manager::from_config(
             pg,

@@ -52,6 +52,14 @@ def test_event_type_must_be_text() -> None:
         Event(42, {})  # type: ignore[arg-type]
 
 
+def test_times_outside_years_1_to_9999_are_rejected_natively() -> None:
+    for micros in [-(2**63), 2**63 - 1]:
+        with pytest.raises(InvalidInputError, match="years 1 and 9999"):
+            _native.StorableEvent("T", "{}", None, micros)
+        with pytest.raises(InvalidInputError, match="years 1 and 9999"):
+            _native.Filter(None, ("from", micros, None))
+
+
 def test_naive_occurred_at_is_rejected() -> None:
     from datetime import datetime
 
@@ -104,12 +112,14 @@ def test_invalid_table_names_are_rejected(table: str) -> None:
 
 
 def test_invalid_configuration_is_rejected() -> None:
-    with pytest.raises(InvalidInputError, match="pool_size"):
-        EventStore("postgresql://localhost/db", pool_size=0)
+    for pool_size in [0, 10_000, 2**40]:
+        with pytest.raises(InvalidInputError, match="pool_size"):
+            EventStore("postgresql://localhost/db", pool_size=pool_size)
     with pytest.raises(InvalidInputError, match="DSN"):
         EventStore("postgresql://user:s3cret@[::1:5432/db")
-    with pytest.raises(InvalidInputError, match="timeout"):
-        EventStore("postgresql://localhost/db", timeout=0)
+    for timeout in [0, -1, float("nan"), float("inf"), 1e300]:
+        with pytest.raises(InvalidInputError, match="timeout"):
+            EventStore("postgresql://localhost/db", timeout=timeout)
 
 
 def test_a_missing_dsn_says_how_to_give_one(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -99,7 +99,7 @@ fn seconds(py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Duration>> {
                 .ok_or_else(|| {
                     to_py(
                         py,
-                        Error::invalid("timeout must be a positive number of seconds"),
+                        Error::invalid("timeout must be a positive, finite number of seconds"),
                     )
                 })
         })
