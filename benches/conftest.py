@@ -1,0 +1,62 @@
+"""Fixtures of the benchmark suite: one server, primed stores, the implementations.
+
+Sizes come from the environment: ``DCB_BENCH_EVENTS`` (default 1,000,000) for the side-by-side
+comparisons, ``DCB_BENCH_SCALE`` (default ``100000,1000000``; add ``10000000`` on request)
+for the scale benchmark.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import dataset  # noqa: E402
+import stores  # noqa: E402
+
+EVENTS = int(os.environ.get("DCB_BENCH_EVENTS", "1000000"))
+SCALE = [int(n) for n in os.environ.get("DCB_BENCH_SCALE", "100000,1000000").split(",") if n]
+IMPLEMENTATIONS = ["ours-sync", "ours-async", "psycopg", "eventsourcing"]
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[stores.Server]:
+    s = stores.Server()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def shape(server: stores.Server) -> dataset.Shape:
+    sys.stderr.write(f"\npriming the stores with {EVENTS:,} events (reused when already primed)\n")
+    stores.prime_ours(server, EVENTS)
+    stores.prime_seed(server, EVENTS)
+    stores.prime_eventsourcing(server, EVENTS)
+    result, rows = dataset.generate(EVENTS)
+    for _ in rows:  # the shape's free copies are known once the rows are exhausted
+        pass
+    return result
+
+
+@pytest.fixture(scope="session")
+def implementations(server: stores.Server, shape: dataset.Shape) -> Iterator[dict[str, Any]]:
+    made = {
+        "ours-sync": stores.Ours(server, f"bench_{EVENTS}.events"),
+        "ours-async": stores.OursAsync(server, f"bench_{EVENTS}.events"),
+        "psycopg": stores.Psycopg(server, f"seed_{EVENTS}.events"),
+        "eventsourcing": stores.EventSourcing(server, EVENTS),
+    }
+    yield made
+    for impl in made.values():
+        impl.close()
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def impl(request: pytest.FixtureRequest, implementations: dict[str, Any]) -> Any:
+    return implementations[request.param]

@@ -1,0 +1,406 @@
+"""The benchmark server, the primed stores, and the implementations compared side by side.
+
+- ``ours-sync`` / ``ours-async``: this library.
+- ``psycopg``: the seed's design written cleanly with psycopg 3: its schema (GIN
+  ``jsonb_path_ops`` on the payload), its query, and its single-statement append (check and
+  insert in one auto-commit statement, which is not safe under concurrency).
+- ``eventsourcing``: the ``eventsourcing`` package's PostgreSQL DCB recorder, with BookID
+  and ReaderID as tags.
+
+Every store holds the same generated data set; see :mod:`dataset`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import dataset
+import psycopg
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from dynamic_streams import (
+    DSN_ENV,
+    AsyncEventStore,
+    ConcurrencyConflictError,
+    Event,
+    EventStore,
+    P,
+    build_event_filter,
+)
+from dynamic_streams.embedded import EmbeddedPostgres
+
+DATA_DIR = Path(__file__).resolve().parent.parent / ".data"
+SERVER_SETTINGS = {
+    "shared_buffers": "2GB",
+    "effective_cache_size": "8GB",
+    "work_mem": "32MB",
+    "maintenance_work_mem": "1GB",
+    "max_wal_size": "8GB",
+    "checkpoint_timeout": "30min",
+    "random_page_cost": "1.1",
+}
+
+
+class Conflict(Exception):
+    """A guarded append failed (whatever the implementation's own exception)."""
+
+
+@dataclass(frozen=True)
+class Ev:
+    """What the decisions read of an event."""
+
+    sequence_number: int
+    event_type: str
+    payload: dict[str, Any]
+
+
+def progress(label: str, done: int, total: int, started: float) -> None:
+    if done != total and done % 20000:
+        return
+    width = 30
+    filled = width * done // max(total, 1)
+    rate = done / max(time.monotonic() - started, 1e-9)
+    sys.stderr.write(f"\r  {label:<28} [{'#' * filled}{'.' * (width - filled)}] {done:>10,}/{total:,} {rate:,.0f}/s")
+    if done == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+# --- the server ------------------------------------------------------------------------------
+
+class Server:
+    """The DSN from the environment, else an embedded server whose data directory in
+    ``.data/`` is kept between runs (so primed stores are reused)."""
+
+    def __init__(self) -> None:
+        self.embedded: EmbeddedPostgres | None = None
+        dsn = os.environ.get(DSN_ENV)
+        if not dsn:
+            data = DATA_DIR / "bench-pg18"
+            DATA_DIR.mkdir(exist_ok=True)
+            os.chmod(DATA_DIR, 0o755)
+            self.embedded = EmbeddedPostgres(data)
+            dsn = self.embedded.dsn
+            if self._apply_settings(dsn):
+                self.embedded.stop()
+                self.embedded = EmbeddedPostgres(data)
+                dsn = self.embedded.dsn
+        self.dsn = dsn
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            self.version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+
+    @staticmethod
+    def _apply_settings(dsn: str) -> bool:
+        """Writes SERVER_SETTINGS with ALTER SYSTEM; True when a restart is needed."""
+        changed = False
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for name, value in SERVER_SETTINGS.items():
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_file_settings WHERE name = %s AND setting = %s",
+                    (name, value),
+                ).fetchone()
+                if row is not None and row[0] == 0:
+                    conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+                    changed = True
+        return changed
+
+    def libpq_params(self) -> dict[str, Any]:
+        """host, port, user, dbname, password as separate values (for eventsourcing)."""
+        url = urlparse(self.dsn)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        return {
+            "host": query.get("host") or url.hostname or "localhost",
+            "port": url.port or int(query.get("port", 5432)),
+            "user": url.username or "postgres",
+            "password": url.password or "",
+            "dbname": (url.path or "/postgres").lstrip("/") or "postgres",
+        }
+
+    def stop(self) -> None:
+        if self.embedded is not None:
+            # Keep the data directory: the next run reuses the primed stores.
+            self.embedded._owned_dir = None
+            self.embedded.stop()
+
+
+# --- priming ---------------------------------------------------------------------------------
+
+SEED_DDL = """
+CREATE SCHEMA IF NOT EXISTS {schema};
+CREATE TABLE {schema}.events (
+    sequence_number bigserial PRIMARY KEY,
+    occurred_at timestamptz NOT NULL,
+    event_type text NOT NULL,
+    payload jsonb NOT NULL,
+    metadata jsonb NOT NULL DEFAULT '{{}}'
+);
+"""
+SEED_INDEXES = """
+CREATE INDEX ON {schema}.events (event_type);
+CREATE INDEX ON {schema}.events (occurred_at);
+CREATE INDEX ON {schema}.events USING gin (payload jsonb_path_ops);
+"""
+
+
+def _primed(conn: psycopg.Connection[Any], name: str, events: int) -> bool:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS bench_primed (name text PRIMARY KEY, events bigint, version int)"
+    )
+    row = conn.execute("SELECT events, version FROM bench_primed WHERE name = %s", (name,)).fetchone()
+    return row == (events, dataset.VERSION)
+
+
+def _mark(conn: psycopg.Connection[Any], name: str, events: int) -> None:
+    conn.execute(
+        "INSERT INTO bench_primed VALUES (%s, %s, %s) ON CONFLICT (name) DO UPDATE "
+        "SET events = excluded.events, version = excluded.version",
+        (name, events, dataset.VERSION),
+    )
+
+
+def _copy_events(conn: psycopg.Connection[Any], table: str, rows: Iterable[dataset.Row], label: str, total: int) -> None:
+    started = time.monotonic()
+    with conn.cursor() as cur, cur.copy(
+        f"COPY {table} (occurred_at, event_type, payload, metadata) FROM STDIN"
+    ) as copy:
+        for i, row in enumerate(rows, 1):
+            copy.write_row((row.occurred_at, row.event_type, row.payload_json(), "{}"))
+            progress(label, i, total, started)
+
+
+def prime_ours(server: Server, events: int) -> str:
+    """Loads the data set into this library's table ``bench_<N>.events``; returns its name."""
+    table = f"bench_{events}.events"
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        if _primed(conn, table, events):
+            return table
+        conn.execute(f"DROP SCHEMA IF EXISTS bench_{events} CASCADE")
+        with EventStore(server.dsn, table=table, timeout=None) as store:
+            store.create_schema()
+            indexes = [r[0] for r in conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND indexname <> 'events_pkey'",
+                (f"bench_{events}",),
+            )]
+            for index in indexes:  # built after the load, by create_schema() again
+                conn.execute(f'DROP INDEX bench_{events}."{index}"')
+            _, rows = dataset.generate(events)
+            _copy_events(conn, table, rows, f"{table}", events)
+            sys.stderr.write("  building indexes ...\n")
+            store.create_schema()
+        conn.execute(f"VACUUM ANALYZE {table}")
+        _mark(conn, table, events)
+    return table
+
+
+def prime_seed(server: Server, events: int) -> str:
+    schema = f"seed_{events}"
+    table = f"{schema}.events"
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        if _primed(conn, table, events):
+            return table
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.execute(SEED_DDL.format(schema=schema))
+        _, rows = dataset.generate(events)
+        _copy_events(conn, table, rows, table, events)
+        sys.stderr.write("  building indexes ...\n")
+        conn.execute(SEED_INDEXES.format(schema=schema))
+        conn.execute(f"VACUUM ANALYZE {table}")
+        _mark(conn, table, events)
+    return table
+
+
+def eventsourcing_recorder(server: Server, events: int, pool_size: int = 8) -> Any:
+    from eventsourcing.dcb.postgres_tt import PostgresDCBRecorderTT
+    from eventsourcing.postgres import PostgresDatastore
+
+    # Its DDL names the events table unqualified, so it lives in the default schema.
+    datastore = PostgresDatastore(**server.libpq_params(), pool_size=pool_size)
+    return PostgresDCBRecorderTT(datastore, events_table_name=f"es{events}")
+
+
+def prime_eventsourcing(server: Server, events: int) -> str:
+    recorder = eventsourcing_recorder(server, events, pool_size=1)
+    main, tags = recorder.events_table_name, recorder.tags_table_name
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        if _primed(conn, main, events):
+            recorder.datastore.close()
+            return main
+        conn.execute(f"DROP TABLE IF EXISTS {tags}, {main} CASCADE")
+        recorder.create_table()
+        recorder.datastore.close()
+        _, rows = dataset.generate(events)
+        started = time.monotonic()
+        with conn.cursor() as cur:
+            with cur.copy(f"COPY {main} (id, type, data, tags) FROM STDIN") as copy:
+                tag_rows = []
+                for i, row in enumerate(rows, 1):
+                    row_tags = row.tags()
+                    copy.write_row((i, row.event_type, row.payload_json().encode(), row_tags))
+                    tag_rows.extend((t, i) for t in row_tags)
+                    progress(main, i, events, started)
+            started = time.monotonic()
+            with cur.copy(f"COPY {tags} (tag, main_id) FROM STDIN") as copy:
+                for j, tag_row in enumerate(tag_rows, 1):
+                    copy.write_row(tag_row)
+                    progress(tags, j, len(tag_rows), started)
+            cur.execute(f"SELECT setval(pg_get_serial_sequence('{main}', 'id'), %s)", (events,))
+        conn.execute(f"VACUUM ANALYZE {main}")
+        conn.execute(f"VACUUM ANALYZE {tags}")
+        _mark(conn, main, events)
+    return main
+
+
+# --- the implementations ---------------------------------------------------------------------
+
+def lending_filter(book: str, reader: str) -> Any:
+    return (
+        build_event_filter()
+        .matching()
+        .any_event_type_of(*dataset.ALL_TYPES)
+        .and_any_predicate_of(P("BookID", book), P("ReaderID", reader))
+        .finalize()
+    )
+
+
+class Ours:
+    name = "ours-sync"
+
+    def __init__(self, server: Server, table: str, pool_size: int = 8) -> None:
+        self.store = EventStore(server.dsn, table=table, pool_size=pool_size, timeout=None)
+
+    def query(self, book: str, reader: str) -> tuple[Sequence[Any], int]:
+        result = self.store.query(lending_filter(book, reader))
+        return result.events, result.max_sequence_number
+
+    def append(self, book: str, reader: str, expected: int, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        try:
+            self.store.append(lending_filter(book, reader), expected, *(Event(t, p) for t, p in events))
+        except ConcurrencyConflictError as err:
+            raise Conflict from err
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class OursAsync:
+    """The asyncio store, each call awaited on one running event loop."""
+
+    name = "ours-async"
+
+    def __init__(self, server: Server, table: str, pool_size: int = 8) -> None:
+        self.store = AsyncEventStore(server.dsn, table=table, pool_size=pool_size, timeout=None)
+        self.loop = asyncio.new_event_loop()
+
+    def query(self, book: str, reader: str) -> tuple[Sequence[Any], int]:
+        result = self.loop.run_until_complete(self.store.query(lending_filter(book, reader)))
+        return result.events, result.max_sequence_number
+
+    def append(self, book: str, reader: str, expected: int, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        coro = self.store.append(lending_filter(book, reader), expected, *(Event(t, p) for t, p in events))
+        try:
+            self.loop.run_until_complete(coro)
+        except ConcurrencyConflictError as err:
+            raise Conflict from err
+
+    def close(self) -> None:
+        self.store.close()
+        self.loop.close()
+
+
+class Psycopg:
+    """The seed's design with psycopg 3 and bind parameters."""
+
+    name = "psycopg"
+
+    def __init__(self, server: Server, table: str, pool_size: int = 8) -> None:
+        self.pool = ConnectionPool(server.dsn, min_size=pool_size, max_size=pool_size, kwargs={"autocommit": True}, open=True)
+        condition = "event_type = ANY(%(types)s) AND (payload @> %(book)s OR payload @> %(reader)s)"
+        self.select = (
+            f"SELECT sequence_number, occurred_at, event_type, payload, metadata FROM {table} "
+            f"WHERE {condition} ORDER BY sequence_number"
+        )
+        # The seed's append: the check and the insert in one auto-commit statement.
+        self.insert = (
+            f"WITH context AS (SELECT coalesce(max(sequence_number), 0) AS max_seq FROM {table} WHERE {condition}) "
+            f"INSERT INTO {table} (occurred_at, event_type, payload, metadata) "
+            f"SELECT o, e, p, m FROM context, unnest(%(o)s::timestamptz[], %(e)s::text[], %(p)s::jsonb[], %(m)s::jsonb[]) AS u(o, e, p, m) "
+            f"WHERE context.max_seq = %(expected)s"
+        )
+
+    @staticmethod
+    def _params(book: str, reader: str) -> dict[str, Any]:
+        return {"types": dataset.ALL_TYPES, "book": Jsonb({"BookID": book}), "reader": Jsonb({"ReaderID": reader})}
+
+    def query(self, book: str, reader: str) -> tuple[Sequence[Any], int]:
+        with self.pool.connection() as conn:
+            rows = conn.execute(self.select, self._params(book, reader)).fetchall()
+        events = [Ev(r[0], r[2], r[3]) for r in rows]
+        return events, events[-1].sequence_number if events else 0
+
+    def append(self, book: str, reader: str, expected: int, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        now = dataset.START.now(dataset.START.tzinfo)
+        params = self._params(book, reader) | {
+            "o": [now] * len(events),
+            "e": [t for t, _ in events],
+            "p": [Jsonb(p) for _, p in events],
+            "m": [Jsonb({})] * len(events),
+            "expected": expected,
+        }
+        with self.pool.connection() as conn:
+            if conn.execute(self.insert, params).rowcount == 0:
+                raise Conflict
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+class EventSourcing:
+    """eventsourcing's PostgreSQL DCB recorder; the position to append after is the head
+    its read returns."""
+
+    name = "eventsourcing"
+
+    def __init__(self, server: Server, events: int, pool_size: int = 8) -> None:
+        from eventsourcing.dcb.api import DCBAppendCondition, DCBEvent, DCBQuery, DCBQueryItem
+
+        self._api = (DCBAppendCondition, DCBEvent, DCBQuery, DCBQueryItem)
+        self.recorder = eventsourcing_recorder(server, events, pool_size)
+
+    def _query(self, book: str, reader: str) -> Any:
+        _, _, DCBQuery, DCBQueryItem = self._api
+        return DCBQuery(items=[
+            DCBQueryItem(types=dataset.ALL_TYPES, tags=[f"BookID:{book}"]),
+            DCBQueryItem(types=dataset.ALL_TYPES, tags=[f"ReaderID:{reader}"]),
+        ])
+
+    def query(self, book: str, reader: str) -> tuple[Sequence[Any], int]:
+        response = self.recorder.read(self._query(book, reader))
+        events = [Ev(s.position, s.event.type, json.loads(s.event.data)) for s in response]
+        return events, response.head or 0
+
+    def append(self, book: str, reader: str, expected: int, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        from eventsourcing.persistence import IntegrityError
+
+        DCBAppendCondition, DCBEvent, _, _ = self._api
+        new = [
+            DCBEvent(type=t, data=json.dumps(p).encode(), tags=[f"{k}:{p[k]}" for k in ("BookID", "ReaderID") if k in p])
+            for t, p in events
+        ]
+        condition = DCBAppendCondition(fail_if_events_match=self._query(book, reader), after=expected)
+        try:
+            self.recorder.append(new, condition)
+        except IntegrityError as err:
+            raise Conflict from err
+
+    def close(self) -> None:
+        self.recorder.datastore.close()
