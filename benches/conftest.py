@@ -17,8 +17,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import dataset  # noqa: E402
-import stores  # noqa: E402
+import dataset
+import stores
 
 EVENTS = int(os.environ.get("DCB_BENCH_EVENTS", "1000000"))
 SCALE = [int(n) for n in os.environ.get("DCB_BENCH_SCALE", "100000,1000000").split(",") if n]

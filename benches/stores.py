@@ -25,9 +25,6 @@ from urllib.parse import parse_qs, urlparse
 
 import dataset
 import psycopg
-from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool
-
 from dynamic_streams import (
     DSN_ENV,
     AsyncEventStore,
@@ -35,9 +32,12 @@ from dynamic_streams import (
     Event,
     EventStore,
     P,
+    _native,
     build_event_filter,
 )
 from dynamic_streams.embedded import EmbeddedPostgres
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
 
 DATA_DIR = Path(__file__).resolve().parent.parent / ".data"
 SERVER_SETTINGS = {
@@ -70,13 +70,16 @@ def progress(label: str, done: int, total: int, started: float) -> None:
     width = 30
     filled = width * done // max(total, 1)
     rate = done / max(time.monotonic() - started, 1e-9)
-    sys.stderr.write(f"\r  {label:<28} [{'#' * filled}{'.' * (width - filled)}] {done:>10,}/{total:,} {rate:,.0f}/s")
+    sys.stderr.write(
+        f"\r  {label:<28} [{'#' * filled}{'.' * (width - filled)}] {done:>10,}/{total:,} {rate:,.0f}/s"
+    )
     if done == total:
         sys.stderr.write("\n")
     sys.stderr.flush()
 
 
 # --- the server ------------------------------------------------------------------------------
+
 
 class Server:
     """The DSN from the environment, else an embedded server whose data directory in
@@ -156,7 +159,9 @@ def _primed(conn: psycopg.Connection[Any], name: str, events: int) -> bool:
     conn.execute(
         "CREATE TABLE IF NOT EXISTS bench_primed (name text PRIMARY KEY, events bigint, version int)"
     )
-    row = conn.execute("SELECT events, version FROM bench_primed WHERE name = %s", (name,)).fetchone()
+    row = conn.execute(
+        "SELECT events, version FROM bench_primed WHERE name = %s", (name,)
+    ).fetchone()
     return row == (events, dataset.VERSION)
 
 
@@ -168,36 +173,57 @@ def _mark(conn: psycopg.Connection[Any], name: str, events: int) -> None:
     )
 
 
-def _copy_events(conn: psycopg.Connection[Any], table: str, rows: Iterable[dataset.Row], label: str, total: int) -> None:
+def _copy_events(
+    conn: psycopg.Connection[Any], table: str, rows: Iterable[dataset.Row], label: str, total: int
+) -> None:
     started = time.monotonic()
-    with conn.cursor() as cur, cur.copy(
-        f"COPY {table} (occurred_at, event_type, payload, metadata) FROM STDIN"
-    ) as copy:
+    with (
+        conn.cursor() as cur,
+        cur.copy(f"COPY {table} (occurred_at, event_type, payload, metadata) FROM STDIN") as copy,
+    ):
         for i, row in enumerate(rows, 1):
             copy.write_row((row.occurred_at, row.event_type, row.payload_json(), "{}"))
             progress(label, i, total, started)
 
 
 def prime_ours(server: Server, events: int) -> str:
-    """Loads the data set into this library's table ``bench_<N>.events``; returns its name."""
-    table = f"bench_{events}.events"
+    """Loads the data set into this library's table ``bench_<N>.events`` and its key index
+    (COPY, indexes built after); returns the table name."""
+    schema = f"bench_{events}"
+    table = f"{schema}.events"
     with psycopg.connect(server.dsn, autocommit=True) as conn:
         if _primed(conn, table, events):
             return table
-        conn.execute(f"DROP SCHEMA IF EXISTS bench_{events} CASCADE")
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         with EventStore(server.dsn, table=table, timeout=None) as store:
             store.create_schema()
-            indexes = [r[0] for r in conn.execute(
-                "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND indexname <> 'events_pkey'",
-                (f"bench_{events}",),
-            )]
-            for index in indexes:  # built after the load, by create_schema() again
-                conn.execute(f'DROP INDEX bench_{events}."{index}"')
-            _, rows = dataset.generate(events)
-            _copy_events(conn, table, rows, f"{table}", events)
-            sys.stderr.write("  building indexes ...\n")
+        # Built again after the load: the secondary indexes and the key index's primary key.
+        conn.execute(f"DROP INDEX {schema}.events_event_type_idx, {schema}.events_occurred_at_idx")
+        conn.execute(f"ALTER TABLE {schema}.events_keys DROP CONSTRAINT events_keys_pkey")
+        _, rows = dataset.generate(events)
+        started = time.monotonic()
+        with conn.cursor() as cur:
+            keys: list[tuple[int, int]] = []
+            with cur.copy(
+                f"COPY {table} (sequence_number, occurred_at, event_type, payload, metadata) FROM STDIN"
+            ) as copy:
+                for i, row in enumerate(rows, 1):
+                    payload = row.payload_json()
+                    copy.write_row((i, row.occurred_at, row.event_type, payload, "{}"))
+                    keys.extend((k, i) for k in _native.index_keys(table, payload))
+                    progress(table, i, events, started)
+            started = time.monotonic()
+            with cur.copy(f"COPY {schema}.events_keys (key, sequence_number) FROM STDIN") as copy:
+                for j, key_row in enumerate(keys, 1):
+                    copy.write_row(key_row)
+                    progress(f"{schema}.events_keys", j, len(keys), started)
+            cur.execute(f"SELECT setval('{schema}.events_seq', %s)", (events,))
+        sys.stderr.write("  building indexes ...\n")
+        conn.execute(f"ALTER TABLE {schema}.events_keys ADD PRIMARY KEY (key, sequence_number)")
+        with EventStore(server.dsn, table=table, timeout=None) as store:
             store.create_schema()
         conn.execute(f"VACUUM ANALYZE {table}")
+        conn.execute(f"VACUUM ANALYZE {schema}.events_keys")
         _mark(conn, table, events)
     return table
 
@@ -262,6 +288,7 @@ def prime_eventsourcing(server: Server, events: int) -> str:
 
 # --- the implementations ---------------------------------------------------------------------
 
+
 def lending_filter(book: str, reader: str) -> Any:
     return (
         build_event_filter()
@@ -282,9 +309,13 @@ class Ours:
         result = self.store.query(lending_filter(book, reader))
         return result.events, result.max_sequence_number
 
-    def append(self, book: str, reader: str, expected: int, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    def append(
+        self, book: str, reader: str, expected: int, events: Sequence[tuple[str, dict[str, Any]]]
+    ) -> None:
         try:
-            self.store.append(lending_filter(book, reader), expected, *(Event(t, p) for t, p in events))
+            self.store.append(
+                lending_filter(book, reader), expected, *(Event(t, p) for t, p in events)
+            )
         except ConcurrencyConflictError as err:
             raise Conflict from err
 
@@ -305,8 +336,12 @@ class OursAsync:
         result = self.loop.run_until_complete(self.store.query(lending_filter(book, reader)))
         return result.events, result.max_sequence_number
 
-    def append(self, book: str, reader: str, expected: int, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
-        coro = self.store.append(lending_filter(book, reader), expected, *(Event(t, p) for t, p in events))
+    def append(
+        self, book: str, reader: str, expected: int, events: Sequence[tuple[str, dict[str, Any]]]
+    ) -> None:
+        coro = self.store.append(
+            lending_filter(book, reader), expected, *(Event(t, p) for t, p in events)
+        )
         try:
             self.loop.run_until_complete(coro)
         except ConcurrencyConflictError as err:
@@ -323,7 +358,13 @@ class Psycopg:
     name = "psycopg"
 
     def __init__(self, server: Server, table: str, pool_size: int = 8) -> None:
-        self.pool = ConnectionPool(server.dsn, min_size=pool_size, max_size=pool_size, kwargs={"autocommit": True}, open=True)
+        self.pool = ConnectionPool(
+            server.dsn,
+            min_size=pool_size,
+            max_size=pool_size,
+            kwargs={"autocommit": True},
+            open=True,
+        )
         condition = "event_type = ANY(%(types)s) AND (payload @> %(book)s OR payload @> %(reader)s)"
         self.select = (
             f"SELECT sequence_number, occurred_at, event_type, payload, metadata FROM {table} "
@@ -339,7 +380,11 @@ class Psycopg:
 
     @staticmethod
     def _params(book: str, reader: str) -> dict[str, Any]:
-        return {"types": dataset.ALL_TYPES, "book": Jsonb({"BookID": book}), "reader": Jsonb({"ReaderID": reader})}
+        return {
+            "types": dataset.ALL_TYPES,
+            "book": Jsonb({"BookID": book}),
+            "reader": Jsonb({"ReaderID": reader}),
+        }
 
     def query(self, book: str, reader: str) -> tuple[Sequence[Any], int]:
         with self.pool.connection() as conn:
@@ -347,7 +392,9 @@ class Psycopg:
         events = [Ev(r[0], r[2], r[3]) for r in rows]
         return events, events[-1].sequence_number if events else 0
 
-    def append(self, book: str, reader: str, expected: int, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    def append(
+        self, book: str, reader: str, expected: int, events: Sequence[tuple[str, dict[str, Any]]]
+    ) -> None:
         now = dataset.START.now(dataset.START.tzinfo)
         params = self._params(book, reader) | {
             "o": [now] * len(events),
@@ -378,25 +425,35 @@ class EventSourcing:
 
     def _query(self, book: str, reader: str) -> Any:
         _, _, DCBQuery, DCBQueryItem = self._api
-        return DCBQuery(items=[
-            DCBQueryItem(types=dataset.ALL_TYPES, tags=[f"BookID:{book}"]),
-            DCBQueryItem(types=dataset.ALL_TYPES, tags=[f"ReaderID:{reader}"]),
-        ])
+        return DCBQuery(
+            items=[
+                DCBQueryItem(types=dataset.ALL_TYPES, tags=[f"BookID:{book}"]),
+                DCBQueryItem(types=dataset.ALL_TYPES, tags=[f"ReaderID:{reader}"]),
+            ]
+        )
 
     def query(self, book: str, reader: str) -> tuple[Sequence[Any], int]:
         response = self.recorder.read(self._query(book, reader))
         events = [Ev(s.position, s.event.type, json.loads(s.event.data)) for s in response]
         return events, response.head or 0
 
-    def append(self, book: str, reader: str, expected: int, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    def append(
+        self, book: str, reader: str, expected: int, events: Sequence[tuple[str, dict[str, Any]]]
+    ) -> None:
         from eventsourcing.persistence import IntegrityError
 
         DCBAppendCondition, DCBEvent, _, _ = self._api
         new = [
-            DCBEvent(type=t, data=json.dumps(p).encode(), tags=[f"{k}:{p[k]}" for k in ("BookID", "ReaderID") if k in p])
+            DCBEvent(
+                type=t,
+                data=json.dumps(p).encode(),
+                tags=[f"{k}:{p[k]}" for k in ("BookID", "ReaderID") if k in p],
+            )
             for t, p in events
         ]
-        condition = DCBAppendCondition(fail_if_events_match=self._query(book, reader), after=expected)
+        condition = DCBAppendCondition(
+            fail_if_events_match=self._query(book, reader), after=expected
+        )
         try:
             self.recorder.append(new, condition)
         except IntegrityError as err:

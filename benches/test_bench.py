@@ -17,8 +17,7 @@ from typing import Any
 import dataset
 import pytest
 import stores
-from conftest import EVENTS, IMPLEMENTATIONS, SCALE
-
+from conftest import IMPLEMENTATIONS, SCALE
 from dynamic_streams.examples.library import DomainError
 from dynamic_streams.examples.library import decisions as d
 from dynamic_streams.examples.library.service import check_invariants
@@ -42,7 +41,9 @@ def copies_for(shape: dataset.Shape, impl_name: str, purpose: int) -> Iterator[s
 @pytest.mark.benchmark(group="query: copy + reader, six types")
 def test_query(benchmark: Any, impl: Any, shape: dataset.Shape) -> None:
     args = pairs(shape, 1)
-    result = benchmark.pedantic(impl.query, setup=lambda: (next(args), {}), rounds=ROUNDS, warmup_rounds=20)
+    result = benchmark.pedantic(
+        impl.query, setup=lambda: (next(args), {}), rounds=ROUNDS, warmup_rounds=20
+    )
     assert result[1] > 0
 
 
@@ -62,12 +63,16 @@ def _fresh_append(impl: Any, shape: dataset.Shape, count: int) -> Any:
 
 @pytest.mark.benchmark(group="append: 1 event, guarded")
 def test_append_one(benchmark: Any, impl: Any, shape: dataset.Shape) -> None:
-    benchmark.pedantic(impl.append, setup=_fresh_append(impl, shape, 1), rounds=ROUNDS, warmup_rounds=10)
+    benchmark.pedantic(
+        impl.append, setup=_fresh_append(impl, shape, 1), rounds=ROUNDS, warmup_rounds=10
+    )
 
 
 @pytest.mark.benchmark(group="append: 5 events, guarded")
 def test_append_five(benchmark: Any, impl: Any, shape: dataset.Shape) -> None:
-    benchmark.pedantic(impl.append, setup=_fresh_append(impl, shape, 5), rounds=ROUNDS, warmup_rounds=10)
+    benchmark.pedantic(
+        impl.append, setup=_fresh_append(impl, shape, 5), rounds=ROUNDS, warmup_rounds=10
+    )
 
 
 def lend(impl: Any, book: str, reader: str) -> bool:
@@ -87,7 +92,12 @@ def lend(impl: Any, book: str, reader: str) -> bool:
 def test_use_case(benchmark: Any, impl: Any, shape: dataset.Shape) -> None:
     copies = copies_for(shape, impl.name, 0)
     readers = pairs(shape, 2)
-    benchmark.pedantic(lend, setup=lambda: ((impl, next(copies), next(readers)[1]), {}), rounds=ROUNDS, warmup_rounds=10)
+    benchmark.pedantic(
+        lend,
+        setup=lambda: ((impl, next(copies), next(readers)[1]), {}),
+        rounds=ROUNDS,
+        warmup_rounds=10,
+    )
 
 
 WORKERS = 8
@@ -95,7 +105,9 @@ OPS_PER_WORKER = 25
 
 
 def _workload(impl: Any, copies: Any, readers: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    work = [[(next(copies), next(readers)[1]) for _ in range(OPS_PER_WORKER)] for _ in range(WORKERS)]
+    work = [
+        [(next(copies), next(readers)[1]) for _ in range(OPS_PER_WORKER)] for _ in range(WORKERS)
+    ]
     return (impl, work), {}
 
 
@@ -129,7 +141,9 @@ def _run_tasks(impl: Any, work: list[list[tuple[str, str]]]) -> None:
             except DomainError:
                 continue
             if new is not None:
-                await store.append(f, result.max_sequence_number, stores.Event(new.event_type, new.payload))
+                await store.append(
+                    f, result.max_sequence_number, stores.Event(new.event_type, new.payload)
+                )
 
     async def all_workers() -> None:
         await asyncio.gather(*(worker(w) for w in work))
@@ -137,12 +151,16 @@ def _run_tasks(impl: Any, work: list[list[tuple[str, str]]]) -> None:
     impl.loop.run_until_complete(all_workers())
 
 
-@pytest.mark.benchmark(group=f"throughput: {WORKERS} workers x {OPS_PER_WORKER} use cases, disjoint copies")
+@pytest.mark.benchmark(
+    group=f"throughput: {WORKERS} workers x {OPS_PER_WORKER} use cases, disjoint copies"
+)
 def test_throughput(benchmark: Any, impl: Any, shape: dataset.Shape, server: stores.Server) -> None:
     copies = copies_for(shape, impl.name, 1)
     readers = pairs(shape, 3)
     run = _run_tasks if impl.name == "ours-async" else _run_threads
-    benchmark.pedantic(run, setup=lambda: _workload(impl, copies, readers), rounds=8, warmup_rounds=1)
+    benchmark.pedantic(
+        run, setup=lambda: _workload(impl, copies, readers), rounds=8, warmup_rounds=1
+    )
     benchmark.extra_info["operations_per_round"] = WORKERS * OPS_PER_WORKER
     if impl.name.startswith("ours"):
         log = impl.store if impl.name == "ours-sync" else None
@@ -152,7 +170,9 @@ def test_throughput(benchmark: Any, impl: Any, shape: dataset.Shape, server: sto
 
 
 @pytest.fixture(scope="module", params=SCALE)
-def scaled(request: pytest.FixtureRequest, server: stores.Server) -> Iterator[tuple[int, Any, dataset.Shape]]:
+def scaled(
+    request: pytest.FixtureRequest, server: stores.Server
+) -> Iterator[tuple[int, Any, dataset.Shape]]:
     size = request.param
     stores.prime_ours(server, size)
     shape, rows = dataset.generate(size)
@@ -168,5 +188,7 @@ def test_query_scale(benchmark: Any, scaled: tuple[int, Any, dataset.Shape]) -> 
     size, impl, shape = scaled
     benchmark.extra_info["events"] = size
     args = pairs(shape, 4)
-    result = benchmark.pedantic(impl.query, setup=lambda: (next(args), {}), rounds=ROUNDS, warmup_rounds=20)
+    result = benchmark.pedantic(
+        impl.query, setup=lambda: (next(args), {}), rounds=ROUNDS, warmup_rounds=20
+    )
     assert result[1] > 0

@@ -1,13 +1,22 @@
--- The events table and its indexes for the default table name `events`.
+-- The events table, its sequence and its key index for the default table name `events`.
 -- The library applies the same text (rust/sql.rs, create_schema) for any table name.
+CREATE SEQUENCE IF NOT EXISTS "events_seq";
+
 CREATE TABLE IF NOT EXISTS "events" (
-    sequence_number bigserial PRIMARY KEY,
+    sequence_number bigint PRIMARY KEY DEFAULT nextval('"events_seq"'),
     occurred_at timestamptz NOT NULL,
     event_type text NOT NULL CHECK (event_type <> ''),
     payload jsonb NOT NULL CHECK (jsonb_typeof(payload) = 'object'),
     metadata jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(metadata) = 'object')
 );
 
-CREATE INDEX IF NOT EXISTS "events_event_type_idx" ON "events" (event_type);
+ALTER SEQUENCE "events_seq" OWNED BY "events".sequence_number;
+
+CREATE TABLE IF NOT EXISTS "events_keys" (
+    key bigint NOT NULL,
+    sequence_number bigint NOT NULL,
+    PRIMARY KEY (key, sequence_number)
+);
+
+CREATE INDEX IF NOT EXISTS "events_event_type_idx" ON "events" (event_type, sequence_number);
 CREATE INDEX IF NOT EXISTS "events_occurred_at_idx" ON "events" (occurred_at);
-CREATE INDEX IF NOT EXISTS "events_payload_idx" ON "events" USING gin (payload jsonb_path_ops);

@@ -127,16 +127,15 @@ impl StorableEvent {
     }
 }
 
-/// An event read from the store. Payload and metadata stay JSON text: decoding is the
-/// caller's choice.
+/// An event read from the store.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RecordedEvent {
     pub sequence_number: i64,
     /// Microseconds since the Unix epoch, UTC.
     pub occurred_at: i64,
     pub event_type: String,
-    pub payload: String,
-    pub metadata: String,
+    pub payload: Map<String, Value>,
+    pub metadata: Map<String, Value>,
 }
 
 #[cfg(test)]

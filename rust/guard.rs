@@ -158,6 +158,61 @@ fn add_fields(set: &mut LockSet, table: &TableName, t: &[u8], payload: &Map<Stri
     }
 }
 
+/// Where a filter's events are found in the key index: `keys` to look up for the items with
+/// predicates (the first of an ALL group, each of an ANY group, under any type), and the event
+/// types of the items without predicates.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Lookup {
+    pub keys: Vec<i64>,
+    pub types: Vec<String>,
+}
+
+/// The key index rows of an event: one key per top-level scalar field, under any type. They
+/// are the same values as the event's type-agnostic lock keys. Sorted, without duplicates.
+pub fn index_keys(table: &TableName, payload: &Map<String, Value>) -> Vec<i64> {
+    let mut keys: Vec<i64> = payload
+        .iter()
+        .filter_map(|(k, v)| scalar(v).map(|s| key(table, &[PRED, ANY_TYPE, k.as_bytes(), &s])))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// The key index lookup of `filter`; `None` for a match-any-event filter.
+pub fn lookup(table: &TableName, filter: &Filter) -> Option<Lookup> {
+    if filter.matches_any_event() {
+        return None;
+    }
+    let mut found = Lookup::default();
+    for item in filter.items() {
+        let preds = match item.predicates() {
+            None => {
+                found.types.extend(item.event_types().iter().cloned());
+                continue;
+            }
+            Some(PredicateGroup::All(p)) => &p[..1],
+            Some(PredicateGroup::Any(p)) => &p[..],
+        };
+        for p in preds {
+            found.keys.push(key(
+                table,
+                &[
+                    PRED,
+                    ANY_TYPE,
+                    p.key.as_bytes(),
+                    &predicate_scalar(&p.value),
+                ],
+            ));
+        }
+    }
+    found.keys.sort_unstable();
+    found.keys.dedup();
+    found.types.sort_unstable();
+    found.types.dedup();
+    Some(found)
+}
+
 /// The key that serialises schema creation on `table`.
 pub fn schema_key(table: &TableName) -> i64 {
     key(table, &[b"ddl"])
@@ -283,6 +338,56 @@ mod tests {
         let i = keys.iter().position(|k| *k == type_key).unwrap();
         assert!(modes[i]);
         assert_eq!(modes.iter().filter(|m| **m).count(), 1);
+    }
+
+    #[test]
+    fn a_matching_event_is_found_through_the_key_index() {
+        let e = event(
+            "Lent",
+            r#"{"BookID":"b1","ReaderID":"r1","n":1,"ok":true,"o":{"x":1}}"#,
+        );
+        let index = index_keys(&table(), e.payload());
+        assert_eq!(index.len(), 4, "only top-level scalars are indexed");
+        let s = |v: &str| PredicateValue::Str(v.into());
+        for f in [
+            filter(
+                &[],
+                Some(PredicateGroup::All(vec![pred("BookID", s("b1"))])),
+            ),
+            filter(
+                &["Other"],
+                Some(PredicateGroup::Any(vec![
+                    pred("BookID", s("zz")),
+                    pred("ReaderID", s("r1")),
+                ])),
+            ),
+            filter(
+                &[],
+                Some(PredicateGroup::All(vec![
+                    pred("ReaderID", s("r1")),
+                    pred("BookID", s("b1")),
+                ])),
+            ),
+            filter(
+                &[],
+                Some(PredicateGroup::All(vec![pred(
+                    "n",
+                    PredicateValue::Float(1.0),
+                )])),
+            ),
+        ] {
+            let found = lookup(&table(), &f).unwrap();
+            assert!(found.keys.iter().any(|k| index.contains(k)), "{f:?}");
+        }
+        let types_only = lookup(&table(), &filter(&["B", "A"], None)).unwrap();
+        assert_eq!(
+            (types_only.keys.len(), types_only.types),
+            (0, vec!["A".to_owned(), "B".to_owned()])
+        );
+        assert_eq!(
+            lookup(&table(), &Filter::any_event(Bound::None).unwrap()),
+            None
+        );
     }
 
     #[test]

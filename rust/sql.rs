@@ -12,6 +12,7 @@ use tokio_postgres::types::{IsNull, Json, ToSql, Type};
 
 use crate::error::{Error, Result};
 use crate::filter::{Bound, Filter, FilterItem, PredicateGroup};
+use crate::guard::{self, Lookup};
 
 /// Longest table name: PostgreSQL's 63-byte identifier limit less the longest index suffix.
 const MAX_TABLE_NAME: usize = 63 - "_occurred_at_idx".len();
@@ -66,6 +67,24 @@ impl TableName {
         }
     }
 
+    /// The quoted, qualified name of a companion object: `<table><suffix>` in its schema.
+    fn companion(&self, suffix: &str) -> String {
+        match &self.schema {
+            Some(s) => format!("\"{s}\".\"{}{suffix}\"", self.name),
+            None => format!("\"{}{suffix}\"", self.name),
+        }
+    }
+
+    /// The key index table: one row per (payload key and value, event).
+    pub fn keys_quoted(&self) -> String {
+        self.companion("_keys")
+    }
+
+    /// The sequence that numbers the events.
+    pub fn sequence_quoted(&self) -> String {
+        self.companion("_seq")
+    }
+
     /// The name as given (`schema.table` or `table`).
     pub fn qualified(&self) -> String {
         match &self.schema {
@@ -85,8 +104,16 @@ impl TableName {
 
 /// The DDL the store applies (idempotent). `initdb/001_events.sql` is this text for the
 /// default table `events`.
+///
+/// Next to the events, a key index: one row per top-level scalar payload field of each event,
+/// holding a 64-bit hash of the field's name and value (see [`crate::guard::index_keys`]).
+/// Predicates are looked up there with a B-tree, which stays fast as the table grows and
+/// under constant inserts, unlike a GIN index on the payload; the events found are then
+/// checked against the real condition, so hash collisions never change a result.
 pub fn create_schema(table: &TableName) -> String {
     let t = table.quoted();
+    let keys = table.keys_quoted();
+    let seq = table.sequence_quoted();
     let n = table.name();
     let mut sql = String::new();
     if let Some(s) = table.schema() {
@@ -94,17 +121,26 @@ pub fn create_schema(table: &TableName) -> String {
     }
     let _ = write!(
         sql,
-        "CREATE TABLE IF NOT EXISTS {t} (
-    sequence_number bigserial PRIMARY KEY,
+        "CREATE SEQUENCE IF NOT EXISTS {seq};
+
+CREATE TABLE IF NOT EXISTS {t} (
+    sequence_number bigint PRIMARY KEY DEFAULT nextval('{seq}'),
     occurred_at timestamptz NOT NULL,
     event_type text NOT NULL CHECK (event_type <> ''),
     payload jsonb NOT NULL CHECK (jsonb_typeof(payload) = 'object'),
     metadata jsonb NOT NULL DEFAULT '{{}}' CHECK (jsonb_typeof(metadata) = 'object')
 );
 
-CREATE INDEX IF NOT EXISTS \"{n}_event_type_idx\" ON {t} (event_type);
+ALTER SEQUENCE {seq} OWNED BY {t}.sequence_number;
+
+CREATE TABLE IF NOT EXISTS {keys} (
+    key bigint NOT NULL,
+    sequence_number bigint NOT NULL,
+    PRIMARY KEY (key, sequence_number)
+);
+
+CREATE INDEX IF NOT EXISTS \"{n}_event_type_idx\" ON {t} (event_type, sequence_number);
 CREATE INDEX IF NOT EXISTS \"{n}_occurred_at_idx\" ON {t} (occurred_at);
-CREATE INDEX IF NOT EXISTS \"{n}_payload_idx\" ON {t} USING gin (payload jsonb_path_ops);
 "
     );
     sql
@@ -205,6 +241,42 @@ struct Compiler {
 }
 
 impl Compiler {
+    fn new(first: usize) -> Self {
+        Self {
+            params: Vec::new(),
+            first,
+        }
+    }
+
+    /// A superset of the events `lookup` stands for, found through the key index (and the
+    /// event-type index for items without predicates); `None` when only the condition's own
+    /// indexes are needed. `after` narrows the index range scans.
+    fn candidates(
+        &mut self,
+        table: &TableName,
+        lookup: &Lookup,
+        after: Option<&str>,
+    ) -> Option<String> {
+        if lookup.keys.is_empty() {
+            return None;
+        }
+        let after = after.map_or(String::new(), |a| format!(" AND sequence_number > {a}"));
+        let keys = self.bind(SqlParam::BigIntArray(lookup.keys.clone()));
+        let mut sources = format!(
+            "SELECT sequence_number FROM {} WHERE key = ANY({keys}::bigint[]){after}",
+            table.keys_quoted()
+        );
+        if !lookup.types.is_empty() {
+            let types = self.bind(SqlParam::TextArray(lookup.types.clone()));
+            let _ = write!(
+                sources,
+                " UNION ALL SELECT sequence_number FROM {} WHERE event_type = ANY({types}::text[]){after}",
+                table.quoted()
+            );
+        }
+        Some(format!("sequence_number IN ({sources})"))
+    }
+
     fn bind(&mut self, p: SqlParam) -> String {
         self.params.push(p);
         format!("${}", self.first + self.params.len() - 1)
@@ -266,87 +338,122 @@ impl Compiler {
     }
 }
 
-/// Compiles `filter` to a condition whose parameters are numbered from `$first`.
-pub fn compile(filter: &Filter, first: usize) -> Condition {
-    let mut c = Compiler {
-        params: Vec::new(),
-        first,
-    };
-    let mut clauses = Vec::new();
-    let items = filter.items();
-    if !items.is_empty() {
-        let compiled: Vec<(String, usize)> = items.iter().map(|i| c.item(i)).collect();
-        if compiled.len() == 1 {
-            clauses.push(
-                compiled
+impl Compiler {
+    /// The exact condition of `filter` (empty when it matches every event).
+    fn condition(&mut self, filter: &Filter) -> String {
+        let mut clauses = Vec::new();
+        let compiled: Vec<(String, usize)> = filter.items().iter().map(|i| self.item(i)).collect();
+        match compiled.len() {
+            0 => {}
+            1 => clauses.extend(compiled.into_iter().map(|(s, _)| s)),
+            _ => {
+                let ors: Vec<String> = compiled
                     .into_iter()
-                    .next()
-                    .map(|(s, _)| s)
-                    .unwrap_or_default(),
-            );
-        } else {
-            let ors: Vec<String> = compiled
-                .into_iter()
-                .map(|(s, parts)| if parts > 1 { format!("({s})") } else { s })
-                .collect();
-            clauses.push(format!("({})", ors.join(" OR ")));
+                    .map(|(s, parts)| if parts > 1 { format!("({s})") } else { s })
+                    .collect();
+                clauses.push(format!("({})", ors.join(" OR ")));
+            }
         }
+        match filter.bound() {
+            Bound::None => {}
+            Bound::OccurredFrom(f) => {
+                clauses.push(format!(
+                    "occurred_at >= {}",
+                    self.bind(SqlParam::Timestamp(f))
+                ));
+            }
+            Bound::OccurredUntil(u) => {
+                clauses.push(format!(
+                    "occurred_at <= {}",
+                    self.bind(SqlParam::Timestamp(u))
+                ));
+            }
+            Bound::OccurredBetween(f, u) => {
+                clauses.push(format!(
+                    "occurred_at >= {}",
+                    self.bind(SqlParam::Timestamp(f))
+                ));
+                clauses.push(format!(
+                    "occurred_at <= {}",
+                    self.bind(SqlParam::Timestamp(u))
+                ));
+            }
+            Bound::SequenceNumberAbove(n) => {
+                clauses.push(format!(
+                    "sequence_number > {}",
+                    self.bind(SqlParam::BigInt(n))
+                ));
+            }
+        }
+        clauses.join(" AND ")
     }
-    match filter.bound() {
-        Bound::None => {}
-        Bound::OccurredFrom(f) => {
-            clauses.push(format!("occurred_at >= {}", c.bind(SqlParam::Timestamp(f))));
-        }
-        Bound::OccurredUntil(u) => {
-            clauses.push(format!("occurred_at <= {}", c.bind(SqlParam::Timestamp(u))));
-        }
-        Bound::OccurredBetween(f, u) => {
-            clauses.push(format!("occurred_at >= {}", c.bind(SqlParam::Timestamp(f))));
-            clauses.push(format!("occurred_at <= {}", c.bind(SqlParam::Timestamp(u))));
-        }
-        Bound::SequenceNumberAbove(n) => {
-            clauses.push(format!("sequence_number > {}", c.bind(SqlParam::BigInt(n))));
-        }
-    }
-    // Several clauses with a single OR-ed item list: the list is already parenthesised.
+}
+
+/// Compiles `filter` to its exact condition, with parameters numbered from `$first`.
+pub fn compile(filter: &Filter, first: usize) -> Condition {
+    let mut c = Compiler::new(first);
+    let sql = c.condition(filter);
     Condition {
-        sql: clauses.join(" AND "),
+        sql,
         params: c.params,
     }
 }
 
 /// The query for `filter`: matching events in ascending sequence order.
 pub fn query(table: &TableName, filter: &Filter) -> (String, Vec<SqlParam>) {
-    let cond = compile(filter, 1);
+    let mut c = Compiler::new(1);
+    let mut clauses = Vec::new();
+    if let Some(lookup) = guard::lookup(table, filter) {
+        let after = match filter.bound() {
+            Bound::SequenceNumberAbove(n) => Some(c.bind(SqlParam::BigInt(n))),
+            _ => None,
+        };
+        clauses.extend(c.candidates(table, &lookup, after.as_deref()));
+    }
+    clauses.push(c.condition(filter));
+    clauses.retain(|s| !s.is_empty());
     let mut sql = format!(
-        "SELECT sequence_number, occurred_at, event_type, payload::text, metadata::text FROM {}",
+        "SELECT sequence_number, occurred_at, event_type, payload, metadata FROM {}",
         table.quoted()
     );
-    if !cond.sql.is_empty() {
-        let _ = write!(sql, " WHERE {}", cond.sql);
+    if !clauses.is_empty() {
+        let _ = write!(sql, " WHERE {}", clauses.join(" AND "));
     }
     sql.push_str(" ORDER BY sequence_number");
-    (sql, cond.params)
+    (sql, c.params)
 }
 
-/// The guarded insert: `$1..$4` are the events' columns as arrays, `$5` the expected maximum
-/// sequence number, the filter's parameters follow. It inserts every event or none, and
-/// returns the assigned sequence numbers (no rows: the guard failed).
+/// The guarded insert. `$1..$4` are the events' columns as arrays, `$5` the expected maximum
+/// sequence number, `$6` and `$7` the key index rows (key, 1-based event position); the
+/// filter's parameters follow. It inserts every event and its keys, or nothing, and returns
+/// the assigned sequence numbers in event order (no rows: the guard failed).
 pub fn guarded_insert(table: &TableName, filter: &Filter) -> (String, Vec<SqlParam>) {
-    let cond = compile(filter, 6);
+    let mut c = Compiler::new(8);
+    let mut clauses = vec!["sequence_number > $5".to_owned()];
+    if let Some(lookup) = guard::lookup(table, filter) {
+        clauses.extend(c.candidates(table, &lookup, Some("$5")));
+    }
+    clauses.push(c.condition(filter));
+    clauses.retain(|s| !s.is_empty());
     let t = table.quoted();
-    let extra = if cond.sql.is_empty() {
-        String::new()
-    } else {
-        format!(" AND {}", cond.sql)
-    };
+    let keys = table.keys_quoted();
+    let seq = table.sequence_quoted();
+    let check = clauses.join(" AND ");
     let sql = format!(
-        "INSERT INTO {t} (occurred_at, event_type, payload, metadata) \
-         SELECT o, e, p, m FROM unnest($1::timestamptz[], $2::text[], $3::jsonb[], $4::jsonb[]) AS u(o, e, p, m) \
-         WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE sequence_number > $5{extra}) \
-         RETURNING sequence_number"
+        "WITH new AS (\
+             SELECT nextval('{seq}') AS sequence_number, o, e, p, m, i \
+             FROM unnest($1::timestamptz[], $2::text[], $3::jsonb[], $4::jsonb[]) WITH ORDINALITY AS u(o, e, p, m, i) \
+             WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {check})\
+         ), stored AS (\
+             INSERT INTO {t} (sequence_number, occurred_at, event_type, payload, metadata) \
+             SELECT sequence_number, o, e, p, m FROM new\
+         ), indexed AS (\
+             INSERT INTO {keys} (key, sequence_number) \
+             SELECT k.key, new.sequence_number FROM unnest($6::bigint[], $7::bigint[]) AS k(key, i) JOIN new USING (i)\
+         ) \
+         SELECT sequence_number FROM new ORDER BY i"
     );
-    (sql, cond.params)
+    (sql, c.params)
 }
 
 #[cfg(test)]
@@ -417,7 +524,7 @@ mod tests {
         let f = Filter::any_event(Bound::None).unwrap();
         assert_eq!(
             query(&table(), &f).0,
-            "SELECT sequence_number, occurred_at, event_type, payload::text, metadata::text \
+            "SELECT sequence_number, occurred_at, event_type, payload, metadata \
              FROM \"events\" ORDER BY sequence_number"
         );
     }
@@ -558,11 +665,42 @@ mod tests {
         )
         .unwrap();
         let (sql, params) = guarded_insert(&table(), &f);
+        assert!(sql.contains("WHERE NOT EXISTS (SELECT 1 FROM \"events\" WHERE sequence_number > $5 AND event_type = $8)"), "{sql}");
+        assert!(sql.contains("nextval('\"events_seq\"')"), "{sql}");
+        assert_eq!(params, vec![SqlParam::Text("A".into())]);
+    }
+
+    #[test]
+    fn predicates_are_looked_up_in_the_key_index() {
+        let item = FilterItem::new(
+            types(&["A"]),
+            Some(PredicateGroup::Any(vec![p("k", "1"), p("j", "2")])),
+        )
+        .unwrap();
+        let other = FilterItem::new(types(&["B"]), None).unwrap();
+        let f = Filter::new(vec![item.clone()], Bound::SequenceNumberAbove(4)).unwrap();
+        let (sql, params) = query(&table(), &f);
+        assert_eq!(
+            sql,
+            "SELECT sequence_number, occurred_at, event_type, payload, metadata FROM \"events\" \
+             WHERE sequence_number IN (SELECT sequence_number FROM \"events_keys\" WHERE key = ANY($2::bigint[]) AND sequence_number > $1) \
+             AND event_type = $3 AND (payload @> $4::jsonb OR payload @> $5::jsonb) AND sequence_number > $6 \
+             ORDER BY sequence_number"
+        );
+        let lookup = guard::lookup(&table(), &f).unwrap();
+        assert_eq!(
+            params[..2],
+            [SqlParam::BigInt(4), SqlParam::BigIntArray(lookup.keys)]
+        );
+
+        // An item without predicates adds its types to the candidates.
+        let f = Filter::new(vec![item, other], Bound::None).unwrap();
+        let (sql, _) = guarded_insert(&table(), &f);
         assert!(
-            sql.contains("WHERE sequence_number > $5 AND event_type = $6"),
+            sql.contains("sequence_number IN (SELECT sequence_number FROM \"events_keys\" WHERE key = ANY($8::bigint[]) AND sequence_number > $5 \
+                          UNION ALL SELECT sequence_number FROM \"events\" WHERE event_type = ANY($9::text[]) AND sequence_number > $5)"),
             "{sql}"
         );
-        assert_eq!(params, vec![SqlParam::Text("A".into())]);
     }
 
     #[test]
@@ -575,6 +713,6 @@ mod tests {
         .unwrap();
         let (sql, params) = query(&table(), &Filter::new(vec![item], Bound::None).unwrap());
         assert!(!sql.contains("DROP"), "{sql}");
-        assert_eq!(params.len(), 2);
+        assert_eq!(params.len(), 3);
     }
 }

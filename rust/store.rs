@@ -11,7 +11,8 @@ use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
-use tokio_postgres::types::ToSql;
+use serde_json::{Map, Value};
+use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::{NoTls, Row};
 
 use crate::error::{Error, Result};
@@ -133,8 +134,8 @@ fn recorded(row: &Row) -> Result<RecordedEvent> {
         sequence_number: row.try_get(0)?,
         occurred_at: sql::system_time_to_micros(row.try_get::<_, SystemTime>(1)?),
         event_type: row.try_get(2)?,
-        payload: row.try_get(3)?,
-        metadata: row.try_get(4)?,
+        payload: row.try_get::<_, Json<Map<String, Value>>>(3)?.0,
+        metadata: row.try_get::<_, Json<Map<String, Value>>>(4)?.0,
     })
 }
 
@@ -150,6 +151,14 @@ impl EventStore {
         if pg.get_application_name().is_none() {
             pg.application_name("dynamic-streams");
         }
+        // Every statement is a cached prepared statement whose best plan does not depend on
+        // its values (key index lookups, then primary-key fetches): plan once per connection
+        // instead of once per call. Measured: about a third of a query's time at 100k events.
+        let options = match pg.get_options() {
+            Some(given) => format!("{given} -c plan_cache_mode=force_generic_plan"),
+            None => "-c plan_cache_mode=force_generic_plan".to_owned(),
+        };
+        pg.options(options);
         if let (Some(t), None) = (config.timeout, pg.get_connect_timeout()) {
             pg.connect_timeout(t);
         }
@@ -229,12 +238,16 @@ impl EventStore {
         .await
     }
 
-    /// Drops the table and everything in it. Meant for tests and tooling.
+    /// Drops the table, its key index and its sequence. Meant for tests and tooling.
     pub async fn drop_table(&self, timeout: Option<Duration>) -> Result<()> {
         self.timed(timeout, async {
             let conn = self.conn().await?;
             conn.client()?
-                .batch_execute(&format!("DROP TABLE IF EXISTS {}", self.table.quoted()))
+                .batch_execute(&format!(
+                    "DROP TABLE IF EXISTS {}, {}",
+                    self.table.quoted(),
+                    self.table.keys_quoted()
+                ))
                 .await?;
             conn.release();
             Ok(())
@@ -298,6 +311,15 @@ impl EventStore {
             ),
             SqlParam::BigInt(expected_max_sequence_number),
         ];
+        let (mut keys, mut positions) = (Vec::new(), Vec::new());
+        for (position, event) in (1_i64..).zip(events) {
+            for key in guard::index_keys(&self.table, event.payload()) {
+                keys.push(key);
+                positions.push(position);
+            }
+        }
+        insert_params.push(SqlParam::BigIntArray(keys));
+        insert_params.push(SqlParam::BigIntArray(positions));
         insert_params.extend(filter_params);
         let locks = lock_params(guard::for_append(&self.table, filter, events));
         self.timed(timeout, async {
@@ -311,12 +333,10 @@ impl EventStore {
                     expected: expected_max_sequence_number,
                 });
             }
-            let mut assigned = rows
+            Ok(rows
                 .iter()
                 .map(|r| r.try_get(0))
-                .collect::<Result<Vec<i64>, _>>()?;
-            assigned.sort_unstable();
-            Ok(assigned)
+                .collect::<Result<Vec<i64>, _>>()?)
         })
         .await
     }

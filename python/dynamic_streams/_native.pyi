@@ -1,11 +1,12 @@
 """Type stubs for the native engine. Users import the facade, :mod:`dynamic_streams`."""
 
 from collections.abc import Awaitable
-from typing import final
+from datetime import datetime
+from typing import Any, final
 
-__all__ = ["EventStore", "Filter", "StorableEvent"]
+__all__ = ["EventStore", "Filter", "StorableEvent", "index_keys"]
 
-_EventRow = tuple[int, int, str, str, str]
+_EventRow = tuple[int, datetime, str, dict[str, Any], dict[str, Any]]
 _Item = tuple[list[str], str | None, list[tuple[str, str | int | float | bool]]]
 _Bound = tuple[str, int | None, int | None]
 
@@ -68,3 +69,5 @@ class EventStore:
         events: list[StorableEvent],
         timeout: float | None = None,
     ) -> Awaitable[list[int]]: ...
+
+def index_keys(table: str, payload_json: str) -> list[int]: ...

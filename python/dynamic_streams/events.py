@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from dynamic_streams import _native
 from dynamic_streams.errors import InvalidInputError
@@ -97,20 +97,15 @@ class Event:
         return f"Event({self.event_type!r}, occurred_at={self.occurred_at.isoformat()})"
 
 
-@dataclass(frozen=True, slots=True)
-class RecordedEvent:
+class RecordedEvent(NamedTuple):
     """An event as stored, with the sequence number the store gave it."""
 
     sequence_number: int
     occurred_at: datetime
+    """When the event occurred, in UTC."""
     event_type: str
     payload: dict[str, Any]
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def _from_row(cls, row: tuple[int, int, str, str, str]) -> RecordedEvent:
-        seq, micros, event_type, payload, metadata = row
-        return cls(seq, from_micros(micros), event_type, json.loads(payload), json.loads(metadata))
+    metadata: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +123,6 @@ class QueryResult:
         return len(self.events)
 
     @classmethod
-    def _from_native(cls, result: tuple[list[tuple[int, int, str, str, str]], int]) -> QueryResult:
+    def _from_native(cls, result: tuple[list[_native._EventRow], int]) -> QueryResult:
         rows, max_seq = result
-        return cls([RecordedEvent._from_row(r) for r in rows], max_seq)
+        return cls(list(map(RecordedEvent._make, rows)), max_seq)

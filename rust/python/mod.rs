@@ -5,6 +5,7 @@
 // PyO3 extracts arguments as owned values; borrowing them is not an option here.
 #![allow(clippy::needless_pass_by_value)]
 
+mod convert;
 mod runtime;
 
 use std::future::Future;
@@ -23,7 +24,8 @@ use crate::filter::{
     Bound as CoreBound, Filter as CoreFilter, FilterItem, Predicate, PredicateGroup, PredicateValue,
 };
 use crate::sql::TableName;
-use crate::store::{EventStore as CoreStore, QueryResult, StoreConfig};
+use crate::store::{EventStore as CoreStore, StoreConfig};
+use convert::Rows;
 
 /// One class of the facade's `dynamic_streams.errors`, imported on first use.
 fn error_class<'py>(py: Python<'py>, name: &'static str) -> PyResult<Bound<'py, PyType>> {
@@ -323,27 +325,6 @@ impl StorableEvent {
     }
 }
 
-/// A recorded event as a tuple: `(sequence_number, occurred_at_us, event_type, payload_json,
-/// metadata_json)`.
-type EventTuple = (i64, i64, String, String, String);
-
-fn as_tuples(result: QueryResult) -> (Vec<EventTuple>, i64) {
-    let events = result
-        .events
-        .into_iter()
-        .map(|e| {
-            (
-                e.sequence_number,
-                e.occurred_at,
-                e.event_type,
-                e.payload,
-                e.metadata,
-            )
-        })
-        .collect();
-    (events, result.max_sequence_number)
-}
-
 /// A DCB event store on one table. Every method that waits releases the GIL.
 #[pyclass(frozen, module = "dynamic_streams._native")]
 pub struct EventStore {
@@ -441,14 +422,14 @@ impl EventStore {
         py: Python<'_>,
         filter: &Filter,
         timeout: Option<f64>,
-    ) -> PyResult<(Vec<EventTuple>, i64)> {
+    ) -> PyResult<Rows> {
         let (store, timeout, filter) = (
             self.store(py)?,
             seconds(py, timeout)?,
             Arc::clone(&filter.inner),
         );
         wait(py, async move {
-            store.query(&filter, timeout).await.map(as_tuples)
+            store.query(&filter, timeout).await.map(Rows)
         })
     }
 
@@ -497,7 +478,7 @@ impl EventStore {
             Arc::clone(&filter.inner),
         );
         awaitable(py, async move {
-            store.query(&filter, timeout).await.map(as_tuples)
+            store.query(&filter, timeout).await.map(Rows)
         })
     }
 
@@ -524,8 +505,18 @@ impl EventStore {
     }
 }
 
+/// The key index rows of an event with payload `payload_json` stored in `table`, for bulk
+/// loaders that write the tables directly (with COPY).
+#[pyfunction]
+fn index_keys(py: Python<'_>, table: &str, payload_json: &str) -> PyResult<Vec<i64>> {
+    let table = TableName::parse(table).map_err(|e| to_py(py, e))?;
+    let event = CoreEvent::new("_", payload_json, None, Some(0)).map_err(|e| to_py(py, e))?;
+    Ok(crate::guard::index_keys(&table, event.payload()))
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(index_keys, m)?)?;
     m.add_class::<Filter>()?;
     m.add_class::<StorableEvent>()?;
     m.add_class::<EventStore>()?;
