@@ -75,11 +75,20 @@ def test_metadata_payload_and_time_round_trip(store: Any) -> None:
         "CorrelationID": "k-1",
         "n": [1, 2.5, None],
     }
-    payload = {"BookID": "b1", "nested": {"a": [True, False]}, "big": 2**53, "text": "Grüße ✓"}
+    payload = {
+        "BookID": "b1",
+        "nested": {"a": [True, False, None]},
+        "big": 2**70,
+        "negative": -(2**64),
+        "float": 0.1,
+        "text": "Grüße ✓",
+    }
     store.append(EVERYTHING, 0, Event("Lent", payload, metadata=metadata, occurred_at=when))
     store.append(EVERYTHING, 1, Event("Lent", '{"BookID":"b2"}', metadata=b'{"x":1}'))
     first, second = store.query(EVERYTHING)
     assert (first.event_type, first.payload, first.metadata) == ("Lent", payload, metadata)
+    # Numbers keep their exact value and type.
+    assert type(first.payload["big"]) is int and type(first.payload["float"]) is float
     assert first.occurred_at == when and first.occurred_at.tzinfo == timezone.utc
     assert (second.payload, second.metadata) == ({"BookID": "b2"}, {"x": 1})
     assert abs((datetime.now(timezone.utc) - second.occurred_at).total_seconds()) < 60
