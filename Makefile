@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SOURCES := Cargo.toml pyproject.toml $(shell find rust python -type f -not -name '*.pyc' -not -name '*.so')
 
-.PHONY: demo test test-rust test-python lint clean
+.PHONY: demo test test-rust test-python lint bench clean
 
 $(VENV)/.installed: $(SOURCES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,14 @@ test-rust:
 
 test-python: $(VENV)/.installed
 	$(VENV)/bin/pytest
+
+# Benchmarks are not tests: run on purpose. See benches/run.py for the sizes and the DSN.
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	touch $@
+
+bench: $(VENV)/.bench-installed
+	$(PY) benches/run.py
 
 clean:
 	rm -rf $(VENV) target

@@ -19,10 +19,11 @@ REMOVED = "BookCopyRemovedFromCirculation"
 REGISTERED = "ReaderRegistered"
 LENT = "BookCopyLentToReader"
 RETURNED = "BookCopyReturnedByReader"
+MAX_LOANS = 10
 ALL_TYPES = [ADDED, REMOVED, REGISTERED, "ReaderContractCanceled", LENT, RETURNED]
 
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
-VERSION = 2  # bump when the generator changes: primed stores are rebuilt
+VERSION = 3  # bump when the generator changes: primed stores are rebuilt
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,10 @@ class Shape:
     events: int
     readers: list[str]
     copies: list[str]
-    #: copies in circulation and not lent at the end, with no reader assigned: free to lend
+    #: copies in circulation and not lent at the end: free to lend
     free_copies: list[str]
+    #: readers holding no copy at the end
+    idle_readers: list[str]
 
 
 def generate(events: int, seed: int = 42) -> tuple[Shape, Iterator[Row]]:
@@ -65,7 +68,7 @@ def generate(events: int, seed: int = 42) -> tuple[Shape, Iterator[Row]]:
     n_copies = max(10, events // 5)
     readers = [_id(rng) for _ in range(n_readers)]
     copies = [_id(rng) for _ in range(n_copies)]
-    shape = Shape(events, readers, copies, [])
+    shape = Shape(events, readers, copies, [], [])
 
     def rows() -> Iterator[Row]:
         count = 0
@@ -99,6 +102,7 @@ def generate(events: int, seed: int = 42) -> tuple[Shape, Iterator[Row]]:
                 },
             )
         lent_to: dict[str, str] = {}
+        loans = dict.fromkeys(readers, 0)
         pending = list(copies)
         while count < events and pending:
             j = rng.randrange(len(pending))
@@ -108,11 +112,17 @@ def generate(events: int, seed: int = 42) -> tuple[Shape, Iterator[Row]]:
                     pending[j] = pending[-1]
                     pending.pop()
                     continue
-                yield emit(RETURNED, {"BookID": c, "ReaderID": lent_to.pop(c)})
+                reader = lent_to.pop(c)
+                loans[reader] -= 1
+                yield emit(RETURNED, {"BookID": c, "ReaderID": reader})
             elif loans_left[c] > 0:
+                reader = rng.choice(readers)
+                if loans[reader] >= MAX_LOANS:  # the library's rule holds in the data too
+                    continue
                 loans_left[c] -= 1
-                lent_to[c] = rng.choice(readers)
-                yield emit(LENT, {"BookID": c, "ReaderID": lent_to[c]})
+                loans[reader] += 1
+                lent_to[c] = reader
+                yield emit(LENT, {"BookID": c, "ReaderID": reader})
             else:
                 pending[j] = pending[-1]
                 pending.pop()
@@ -122,5 +132,6 @@ def generate(events: int, seed: int = 42) -> tuple[Shape, Iterator[Row]]:
         shape.free_copies.extend(
             c for c in copies if c not in lent_to and loans_left.get(c, 0) >= 0
         )
+        shape.idle_readers.extend(r for r in readers if loans[r] == 0)
 
     return shape, rows()

@@ -370,12 +370,12 @@ class Psycopg:
             f"SELECT sequence_number, occurred_at, event_type, payload, metadata FROM {table} "
             f"WHERE {condition} ORDER BY sequence_number"
         )
-        # The seed's append: the check and the insert in one auto-commit statement.
+        # The seed's append: the check and the insert in one auto-commit statement (fast, and
+        # not safe under concurrency: both of two racing appenders can pass the check).
         self.insert = (
-            f"WITH context AS (SELECT coalesce(max(sequence_number), 0) AS max_seq FROM {table} WHERE {condition}) "
             f"INSERT INTO {table} (occurred_at, event_type, payload, metadata) "
-            f"SELECT o, e, p, m FROM context, unnest(%(o)s::timestamptz[], %(e)s::text[], %(p)s::jsonb[], %(m)s::jsonb[]) AS u(o, e, p, m) "
-            f"WHERE context.max_seq = %(expected)s"
+            f"SELECT o, e, p, m FROM unnest(%(o)s::timestamptz[], %(e)s::text[], %(p)s::jsonb[], %(m)s::jsonb[]) AS u(o, e, p, m) "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE {condition} AND sequence_number > %(expected)s)"
         )
 
     @staticmethod

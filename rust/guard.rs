@@ -95,91 +95,45 @@ fn key(table: &TableName, parts: &[&[u8]]) -> i64 {
 
 const ALL: &[u8] = b"all";
 const TYPE: &[u8] = b"type";
-const PRED: &[u8] = b"pred";
-const ANY_TYPE: &[u8] = b"*";
+const FIELD: &[u8] = b"field";
 
-/// Keys a filter locks: for each item, one key per event type (types only), or one key per
-/// (type or any type, predicate) — for ALL predicates only the first, which every matching
-/// event carries. A match-any-event filter locks the key every event carries.
-fn add_filter(set: &mut LockSet, table: &TableName, filter: &Filter) {
-    if filter.matches_any_event() {
-        set.add(key(table, &[ALL]), true);
-        return;
-    }
-    for item in filter.items() {
-        let types: Vec<Vec<u8>> = if item.event_types().is_empty() {
-            vec![ANY_TYPE.to_vec()]
-        } else {
-            item.event_types()
-                .iter()
-                .map(|t| [b"t:".as_slice(), t.as_bytes()].concat())
-                .collect()
-        };
-        let preds = match item.predicates() {
-            None => {
-                for t in &types {
-                    set.add(key(table, &[TYPE, t]), true);
-                }
-                continue;
-            }
-            Some(PredicateGroup::All(p)) => &p[..1],
-            Some(PredicateGroup::Any(p)) => &p[..],
-        };
-        for t in &types {
-            for p in preds {
-                set.add(
-                    key(
-                        table,
-                        &[PRED, t, p.key.as_bytes(), &predicate_scalar(&p.value)],
-                    ),
-                    true,
-                );
-            }
-        }
-    }
+fn all_key(table: &TableName) -> i64 {
+    key(table, &[ALL])
 }
 
-/// Keys an event carries: the match-all key, its type key, and for each top-level scalar
-/// field a key with its type and one with any type. (A scalar predicate never matches a
-/// field holding an array or object: `{"k":["x"]} @> {"k":"x"}` is false in PostgreSQL.)
-fn add_event(set: &mut LockSet, table: &TableName, event: &StorableEvent) {
-    set.add(key(table, &[ALL]), false);
-    let t = [b"t:".as_slice(), event.event_type().as_bytes()].concat();
-    set.add(key(table, &[TYPE, &t]), false);
-    add_fields(set, table, &t, event.payload());
+fn type_key(table: &TableName, event_type: &str) -> i64 {
+    key(table, &[TYPE, event_type.as_bytes()])
 }
 
-fn add_fields(set: &mut LockSet, table: &TableName, t: &[u8], payload: &Map<String, Value>) {
-    for (k, v) in payload {
-        if let Some(s) = scalar(v) {
-            set.add(key(table, &[PRED, t, k.as_bytes(), &s]), false);
-            set.add(key(table, &[PRED, ANY_TYPE, k.as_bytes(), &s]), false);
-        }
-    }
+fn field_key(table: &TableName, name: &str, canonical_value: &[u8]) -> i64 {
+    key(table, &[FIELD, name.as_bytes(), canonical_value])
 }
 
 /// Where a filter's events are found in the key index: `keys` to look up for the items with
-/// predicates (the first of an ALL group, each of an ANY group, under any type), and the event
-/// types of the items without predicates.
+/// predicates (the first of an ALL group, each of an ANY group), and the event types of the
+/// items without predicates.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Lookup {
     pub keys: Vec<i64>,
     pub types: Vec<String>,
 }
 
-/// The key index rows of an event: one key per top-level scalar field, under any type. They
-/// are the same values as the event's type-agnostic lock keys. Sorted, without duplicates.
+/// The field keys of an event: one per top-level scalar payload field. They are its rows in
+/// the key index and its locks beyond the type. (A scalar predicate never matches a field
+/// holding an array or object: `{"k":["x"]} @> {"k":"x"}` is false in PostgreSQL.) Sorted,
+/// without duplicates.
 pub fn index_keys(table: &TableName, payload: &Map<String, Value>) -> Vec<i64> {
     let mut keys: Vec<i64> = payload
         .iter()
-        .filter_map(|(k, v)| scalar(v).map(|s| key(table, &[PRED, ANY_TYPE, k.as_bytes(), &s])))
+        .filter_map(|(k, v)| scalar(v).map(|s| field_key(table, k, &s)))
         .collect();
     keys.sort_unstable();
     keys.dedup();
     keys
 }
 
-/// The key index lookup of `filter`; `None` for a match-any-event filter.
+/// The key index lookup of `filter`; `None` for a match-any-event filter. Every event the
+/// filter matches carries one of these field keys, or has one of these types.
 pub fn lookup(table: &TableName, filter: &Filter) -> Option<Lookup> {
     if filter.matches_any_event() {
         return None;
@@ -195,15 +149,9 @@ pub fn lookup(table: &TableName, filter: &Filter) -> Option<Lookup> {
             Some(PredicateGroup::Any(p)) => &p[..],
         };
         for p in preds {
-            found.keys.push(key(
-                table,
-                &[
-                    PRED,
-                    ANY_TYPE,
-                    p.key.as_bytes(),
-                    &predicate_scalar(&p.value),
-                ],
-            ));
+            found
+                .keys
+                .push(field_key(table, &p.key, &predicate_scalar(&p.value)));
         }
     }
     found.keys.sort_unstable();
@@ -218,15 +166,35 @@ pub fn schema_key(table: &TableName) -> i64 {
     key(table, &[b"ddl"])
 }
 
-/// Locks for a query: exclusive on the filter's keys, so that no writer of a matching event
-/// is between its lock and its commit while the query reads.
+/// Locks for a query: exclusive on the filter's keys (its lookup's field keys and type keys,
+/// or the match-all key), so that no writer of a matching event is between its lock and its
+/// commit while the query reads.
 pub fn for_query(table: &TableName, filter: &Filter) -> LockSet {
     let mut set = LockSet::default();
-    add_filter(&mut set, table, filter);
+    match lookup(table, filter) {
+        None => set.add(all_key(table), true),
+        Some(found) => {
+            for k in found.keys {
+                set.add(k, true);
+            }
+            for t in &found.types {
+                set.add(type_key(table, t), true);
+            }
+        }
+    }
     set
 }
 
-/// Locks for a guarded append: exclusive on the filter's keys, shared on the events' keys.
+/// The keys an event carries, in shared mode: the match-all key, its type key, its field keys.
+fn add_event(set: &mut LockSet, table: &TableName, event: &StorableEvent) {
+    set.add(all_key(table), false);
+    set.add(type_key(table, event.event_type()), false);
+    for k in index_keys(table, event.payload()) {
+        set.add(k, false);
+    }
+}
+
+/// Locks for a guarded append: exclusive on the filter's keys, shared on its events' keys.
 pub fn for_append(table: &TableName, filter: &Filter, events: &[StorableEvent]) -> LockSet {
     let mut set = for_query(table, filter);
     for e in events {
@@ -334,8 +302,8 @@ mod tests {
         let set = for_append(&table(), &f, &[event("Lent", "{}")]);
         let (keys, modes) = set.into_arrays();
         assert!(keys.windows(2).all(|w| w[0] < w[1]));
-        let type_key = key(&table(), &[TYPE, b"t:Lent"]);
-        let i = keys.iter().position(|k| *k == type_key).unwrap();
+        let lent = type_key(&table(), "Lent");
+        let i = keys.iter().position(|k| *k == lent).unwrap();
         assert!(modes[i]);
         assert_eq!(modes.iter().filter(|m| **m).count(), 1);
     }

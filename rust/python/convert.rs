@@ -65,7 +65,10 @@ fn civil_from_days(days: i64) -> (i32, u8, u8) {
 /// Microseconds since the Unix epoch to an aware UTC `datetime`.
 #[allow(clippy::cast_possible_truncation)]
 pub fn datetime(py: Python<'_>, micros: i64) -> PyResult<Bound<'_, PyDateTime>> {
-    let (days, rest) = (micros.div_euclid(86_400_000_000), micros.rem_euclid(86_400_000_000));
+    let (days, rest) = (
+        micros.div_euclid(86_400_000_000),
+        micros.rem_euclid(86_400_000_000),
+    );
     let (year, month, day) = civil_from_days(days);
     let secs = rest / 1_000_000;
     let utc = PyTzInfo::utc(py)?;

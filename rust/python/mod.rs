@@ -417,20 +417,16 @@ impl EventStore {
     }
 
     #[pyo3(signature = (filter, timeout=None))]
-    fn query(
-        &self,
-        py: Python<'_>,
-        filter: &Filter,
-        timeout: Option<f64>,
-    ) -> PyResult<Rows> {
+    fn query(&self, py: Python<'_>, filter: &Filter, timeout: Option<f64>) -> PyResult<Rows> {
         let (store, timeout, filter) = (
             self.store(py)?,
             seconds(py, timeout)?,
             Arc::clone(&filter.inner),
         );
-        wait(py, async move {
-            store.query(&filter, timeout).await.map(Rows)
-        })
+        wait(
+            py,
+            async move { store.query(&filter, timeout).await.map(Rows) },
+        )
     }
 
     #[pyo3(signature = (filter, expected_max_sequence_number, events, timeout=None))]
@@ -477,9 +473,10 @@ impl EventStore {
             seconds(py, timeout)?,
             Arc::clone(&filter.inner),
         );
-        awaitable(py, async move {
-            store.query(&filter, timeout).await.map(Rows)
-        })
+        awaitable(
+            py,
+            async move { store.query(&filter, timeout).await.map(Rows) },
+        )
     }
 
     #[pyo3(signature = (filter, expected_max_sequence_number, events, timeout=None))]

@@ -1,0 +1,161 @@
+"""Turns one benchmark run (pytest-benchmark JSON and criterion's estimates) into the report:
+medians, p95, ratios to each baseline measured in the same run, and the targets."""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from pathlib import Path
+from typing import Any
+
+IMPLS = ["ours-sync", "ours-async", "psycopg", "eventsourcing"]
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def criterion_medians(root: Path) -> dict[str, float]:
+    """Median seconds of each criterion benchmark of the latest run, by its id."""
+    found = {}
+    for bench in root.glob("*/new/benchmark.json"):
+        meta = json.loads(bench.read_text())
+        estimates = json.loads((bench.parent / "estimates.json").read_text())
+        found[meta["full_id"]] = estimates["median"]["point_estimate"] / 1e9
+    return found
+
+
+def _p95(stats: dict[str, Any]) -> float:
+    data = stats.get("data") or []
+    if len(data) < 2:
+        return float(stats["max"])
+    return statistics.quantiles(data, n=20)[-1]
+
+
+def _collect(run: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    groups: dict[str, dict[str, dict[str, Any]]] = {}
+    for b in run["benchmarks"]:
+        param = b["param"]
+        groups.setdefault(b["group"], {})[str(param)] = {
+            "median": b["stats"]["median"],
+            "p95": _p95(b["stats"]),
+            "extra": b.get("extra_info", {}),
+        }
+    return groups
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.2f}"
+
+
+def _check(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def render(
+    run: dict[str, Any], engine: dict[str, float], *, machine: str, postgres: str, events: int
+) -> str:
+    groups = _collect(run)
+    lines = [
+        f"Machine: {machine}. PostgreSQL {postgres} (embedded, same server for every store). "
+        f"{events:,} events of the library domain per store. Medians (p95) in milliseconds; "
+        "ratios are this library's sync store over each baseline, measured in the same run.",
+        "",
+        "| operation | ours, sync | ours, asyncio | psycopg (seed design) | eventsourcing DCB | ÷ psycopg | ÷ eventsourcing | target |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    verdicts = []
+
+    def latency_row(title: str, group_prefix: str, target: str, ok: Any) -> None:
+        group = next((g for name, g in groups.items() if name.startswith(group_prefix)), None)
+        if group is None or not all(i in group for i in IMPLS):
+            return
+        m = {i: group[i]["median"] for i in IMPLS}
+        cells = [f"{_ms(m[i])} ({_ms(group[i]['p95'])})" for i in IMPLS]
+        r_pg, r_es = m["ours-sync"] / m["psycopg"], m["ours-sync"] / m["eventsourcing"]
+        verdict = ok(m)
+        verdicts.append((title, verdict))
+        lines.append(
+            f"| {title} | {' | '.join(cells)} | {r_pg:.2f}x | {r_es:.2f}x | {target}: {_check(verdict)} |"
+        )
+
+    latency_row(
+        "query (copy + reader, 6 types)",
+        "query:",
+        "≤ 0.4x both",
+        lambda m: m["ours-sync"] <= 0.4 * min(m["psycopg"], m["eventsourcing"]),
+    )
+    latency_row(
+        "append 1 event, guarded",
+        "append: 1",
+        "≤ 0.7x eventsourcing, < psycopg",
+        lambda m: m["ours-sync"] <= 0.7 * m["eventsourcing"] and m["ours-sync"] < m["psycopg"],
+    )
+    latency_row("append 5 events, guarded", "append: 5", "—", lambda m: True)
+    latency_row(
+        "use case: lend (query, decide, append)",
+        "use case:",
+        "≤ 0.5x the better",
+        lambda m: m["ours-sync"] <= 0.5 * min(m["psycopg"], m["eventsourcing"]),
+    )
+
+    group = next((g for name, g in groups.items() if name.startswith("throughput:")), None)
+    if group is not None and all(i in group for i in IMPLS):
+        rate = {
+            i: group[i]["extra"].get("use_cases_per_round", 0) / group[i]["median"] for i in IMPLS
+        }
+        best = max(rate["psycopg"], rate["eventsourcing"])
+        ok = rate["ours-sync"] >= 2 * best
+        verdicts.append(("throughput", ok))
+        cells = [f"{rate[i]:,.0f}/s" for i in IMPLS]
+        lines.append(
+            f"| throughput, 8 workers, disjoint copies (use cases per second) | {' | '.join(cells)} "
+            f"| {rate['ours-sync'] / rate['psycopg']:.2f}x | {rate['ours-sync'] / rate['eventsourcing']:.2f}x "
+            f"| ≥ 2x the better: {_check(ok)} |"
+        )
+
+    lines.append("")
+    query = next((g for name, g in groups.items() if name.startswith("query:")), {})
+    engine_query = engine.get("engine: query copy + reader")
+    if engine_query is not None and "ours-sync" in query:
+        overhead = (query["ours-sync"]["median"] - engine_query) * 1e6
+        ok = overhead <= 25
+        verdicts.append(("python layer", ok))
+        lines.append(
+            f"The Python layer: the same query through the Rust engine alone (criterion) takes "
+            f"{engine_query * 1e3:.3f} ms, through `EventStore.query` {query['ours-sync']['median'] * 1e3:.3f} ms: "
+            f"{overhead:.0f} µs over the engine (target ≤ 25 µs: {_check(ok)})."
+        )
+        engine_append = engine.get("engine: append 1 event, guarded")
+        if engine_append is not None:
+            lines.append(
+                f"A guarded single append through the engine alone: {engine_append * 1e3:.3f} ms."
+            )
+        lines.append("")
+
+    scale = next((g for name, g in groups.items() if name.startswith("scale:")), None)
+    if scale:
+        sizes = sorted(scale, key=int)
+        lines.append("| events in the store | " + " | ".join(f"{int(s):,}" for s in sizes) + " |")
+        lines.append("|---|" + "---|" * len(sizes))
+        lines.append(
+            "| query median (p95), ms | "
+            + " | ".join(f"{_ms(scale[s]['median'])} ({_ms(scale[s]['p95'])})" for s in sizes)
+            + " |"
+        )
+        first, last = scale[sizes[0]]["median"], scale[sizes[-1]]["median"]
+        ratio = last / first
+        if int(sizes[-1]) >= 10_000_000 and int(sizes[0]) <= 100_000:
+            verdicts.append(("scale", ratio <= 1.5))
+            lines.append(f"\n10M over 100k: {ratio:.2f}x (target ≤ 1.5x: {_check(ratio <= 1.5)}).")
+        else:
+            lines.append(
+                f"\nLargest over smallest: {ratio:.2f}x (the 10M point runs on request: DCB_BENCH_SCALE=100000,1000000,10000000)."
+            )
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(readme: Path, table: str) -> None:
+    text = readme.read_text()
+    if START not in text or END not in text:
+        return
+    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
+    readme.write_text(pattern.sub(lambda _: f"{START}\n{table}{END}", text))

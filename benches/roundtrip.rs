@@ -1,0 +1,95 @@
+//! The engine's database round trips without Python: the same lending query the Python
+//! benchmarks run, and a guarded append, against a primed store.
+//!
+//! Needs `DCB_BENCH_DSN` and `DCB_BENCH_TABLE` (set by `make bench`); without them it only
+//! says so. `DCB_BENCH_BOOK` and `DCB_BENCH_READER` name the entities to query.
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use dynamic_streams::filter::{Predicate, PredicateGroup, PredicateValue};
+use dynamic_streams::{
+    Bound, EventStore, Filter, FilterItem, StorableEvent, StoreConfig, TableName,
+};
+
+const TYPES: [&str; 6] = [
+    "BookCopyAddedToCirculation",
+    "BookCopyRemovedFromCirculation",
+    "ReaderRegistered",
+    "ReaderContractCanceled",
+    "BookCopyLentToReader",
+    "BookCopyReturnedByReader",
+];
+
+fn lending_filter(book: &str, reader: &str) -> Filter {
+    let predicates = vec![
+        Predicate {
+            key: "BookID".into(),
+            value: PredicateValue::Str(book.into()),
+        },
+        Predicate {
+            key: "ReaderID".into(),
+            value: PredicateValue::Str(reader.into()),
+        },
+    ];
+    let types = TYPES.iter().map(|t| (*t).to_string()).collect();
+    let item = FilterItem::new(types, Some(PredicateGroup::Any(predicates))).expect("valid item");
+    Filter::new(vec![item], Bound::None).expect("valid filter")
+}
+
+fn benches(c: &mut Criterion) {
+    let (Ok(dsn), Ok(table)) = (
+        std::env::var("DCB_BENCH_DSN"),
+        std::env::var("DCB_BENCH_TABLE"),
+    ) else {
+        eprintln!("roundtrip: set DCB_BENCH_DSN and DCB_BENCH_TABLE to run (make bench does)");
+        return;
+    };
+    let book = std::env::var("DCB_BENCH_BOOK").unwrap_or_else(|_| "no-such-book".into());
+    let reader = std::env::var("DCB_BENCH_READER").unwrap_or_else(|_| "no-such-reader".into());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let store = EventStore::new(StoreConfig {
+        dsn,
+        table: TableName::parse(&table).expect("valid table"),
+        pool_size: 2,
+        timeout: Some(Duration::from_secs(30)),
+    })
+    .expect("store");
+    let filter = lending_filter(&book, &reader);
+    let found = rt.block_on(store.query(&filter, None)).expect("query");
+    eprintln!("roundtrip: the query finds {} events", found.events.len());
+
+    c.bench_function("engine: query copy + reader", |b| {
+        b.iter(|| rt.block_on(store.query(&filter, None)).expect("query"));
+    });
+    let mut n = 0_u64;
+    c.bench_function("engine: append 1 event, guarded", |b| {
+        b.iter_batched(
+            || {
+                // A fresh copy: its boundary's expected number comes from a query (not timed).
+                n += 1;
+                let book = format!("criterion-{}-{n}", std::process::id());
+                let filter = lending_filter(&book, &reader);
+                let payload = format!(r#"{{"BookID":"{book}"}}"#);
+                let event = StorableEvent::new("BookCopyAddedToCirculation", &payload, None, None)
+                    .expect("event");
+                let expected = rt
+                    .block_on(store.query(&filter, None))
+                    .expect("query")
+                    .max_sequence_number;
+                (filter, expected, event)
+            },
+            |(filter, expected, event)| {
+                rt.block_on(store.append(&filter, expected, &[event], None))
+                    .expect("append")
+            },
+            BatchSize::SmallInput,
+        );
+    });
+}
+
+criterion_group!(roundtrip, benches);
+criterion_main!(roundtrip);
