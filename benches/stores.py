@@ -404,7 +404,10 @@ class Psycopg:
             "expected": expected,
         }
         with self.pool.connection() as conn:
-            if conn.execute(self.insert, params).rowcount == 0:
+            # Never server-side prepared: psycopg's automatic preparation turns this statement
+            # into a generic plan that walks the primary key from `expected` on (measured at
+            # 1M events: 10 ms instead of 1.5 ms). The baseline gets its faster form.
+            if conn.execute(self.insert, params, prepare=False).rowcount == 0:
                 raise Conflict
 
     def close(self) -> None:

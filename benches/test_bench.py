@@ -48,6 +48,17 @@ def test_query(benchmark: Any, impl: Any, shape: dataset.Shape) -> None:
     assert result[1] > 0
 
 
+@pytest.mark.benchmark(group="python layer: one fixed query, ours-sync")
+def test_python_layer(
+    benchmark: Any, implementations: dict[str, Any], shape: dataset.Shape
+) -> None:
+    """The criterion bench `engine: query copy + reader` runs this same query without Python."""
+    store = implementations["ours-sync"].store
+    f = stores.lending_filter(shape.copies[0], shape.readers[0])
+    result = benchmark.pedantic(store.query, args=(f,), rounds=2000, warmup_rounds=50)
+    assert result.max_sequence_number > 0
+
+
 def _fresh_append(impl: Any, shape: dataset.Shape, count: int) -> Any:
     readers = itertools.cycle(shape.readers)
 
