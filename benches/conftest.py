@@ -60,3 +60,14 @@ def implementations(server: stores.Server, shape: dataset.Shape) -> Iterator[dic
 @pytest.fixture(params=IMPLEMENTATIONS)
 def impl(request: pytest.FixtureRequest, implementations: dict[str, Any]) -> Any:
     return implementations[request.param]
+
+
+def pytest_ignore_collect(collection_path: Path) -> bool:
+    # Scripts beside the suite, not benchmarks.
+    return collection_path.name in {
+        "run.py",
+        "report.py",
+        "cpu_profile.py",
+        "dataset.py",
+        "stores.py",
+    }
