@@ -56,6 +56,7 @@ def main() -> int:
         stores.prime_eventsourcing(server, EVENTS)
         for size in SCALE:
             stores.prime_ours(server, size)
+        stores.vacuum(server)
         shape, rows = dataset.generate(EVENTS)
         for _ in rows:
             pass
