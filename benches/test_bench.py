@@ -85,17 +85,22 @@ def test_append_five(benchmark: Any, impl: Any, shape: dataset.Shape) -> None:
     )
 
 
-def lend(impl: Any, book: str, reader: str) -> bool:
-    """The full use case: query, decode, decide, encode, append (one attempt)."""
+def use_case(impl: Any, decide: Any, book: str, reader: str) -> bool:
+    """A full use case, one attempt: query, decode, decide, encode, append. True if it
+    appended."""
     history, expected = impl.query(book, reader)
     try:
-        new = d.lend_book_copy(history, book, reader)
+        new = decide(history, book, reader)
     except DomainError:
         return False
     if new is None:
         return False
     impl.append(book, reader, expected, [(new.event_type, new.payload)])
     return True
+
+
+def lend(impl: Any, book: str, reader: str) -> bool:
+    return use_case(impl, d.lend_book_copy, book, reader)
 
 
 def fresh_pairs(impl: Any, n: int) -> list[tuple[str, str]]:
@@ -136,19 +141,6 @@ WORKERS = 8
 OPS_PER_WORKER = 20  # use cases per worker and round: lend, then return, of its own copies
 
 
-def give_back(impl: Any, book: str, reader: str) -> bool:
-    """The return use case: query, decode, decide, encode, append (one attempt)."""
-    history, expected = impl.query(book, reader)
-    try:
-        new = d.return_book_copy(history, book, reader)
-    except DomainError:
-        return False
-    if new is None:
-        return False
-    impl.append(book, reader, expected, [(new.event_type, new.payload)])
-    return True
-
-
 def _workload(impl: Any) -> Any:
     """Each worker gets its own new copies and readers: the boundaries never overlap."""
 
@@ -166,8 +158,8 @@ def _run_threads(impl: Any, work: list[list[tuple[str, str]]]) -> int:
     def worker(n: int) -> None:
         barrier.wait()
         for book, reader in work[n]:
-            done[n] += lend(impl, book, reader)
-            done[n] += give_back(impl, book, reader)
+            done[n] += use_case(impl, d.lend_book_copy, book, reader)
+            done[n] += use_case(impl, d.return_book_copy, book, reader)
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(WORKERS)]
     for t in threads:

@@ -10,7 +10,7 @@
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, QueueMode, RecyclingMethod};
 use serde_json::{Map, Value};
 use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::{NoTls, Row};
@@ -176,6 +176,9 @@ impl EventStore {
         );
         let pool = Pool::builder(manager)
             .max_size(config.pool_size)
+            // The most recently used connection first: its backend's caches are warm, and idle
+            // connections beyond what the load needs stay idle.
+            .queue_mode(QueueMode::Lifo)
             .build()
             .map_err(|e| Error::invalid(format!("cannot build the connection pool: {e}")))?;
         Ok(Self {
