@@ -51,7 +51,13 @@ def _check(ok: bool) -> str:
 
 
 def render(
-    run: dict[str, Any], engine: dict[str, float], *, machine: str, postgres: str, events: int
+    run: dict[str, Any],
+    engine: dict[str, float],
+    *,
+    machine: str,
+    postgres: str,
+    events: int,
+    layer: list[tuple[float, float]] | None = None,
 ) -> str:
     groups = _collect(run)
     lines = [
