@@ -56,6 +56,7 @@ fn benches(c: &mut Criterion) {
         table: TableName::parse(&table).expect("valid table"),
         pool_size: 2,
         timeout: Some(Duration::from_secs(30)),
+        snapshot_table: None,
     })
     .expect("store");
     let filter = lending_filter(&book, &reader);

@@ -65,16 +65,18 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-fn check_no_nul(what: &str, map: &Map<String, Value>) -> Result<()> {
-    fn walk(v: &Value) -> bool {
-        match v {
-            Value::String(s) => s.contains('\0'),
-            Value::Array(a) => a.iter().any(walk),
-            Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || walk(v)),
-            _ => false,
-        }
+/// Whether a JSON value holds a NUL character in any string or key (jsonb cannot store one).
+pub(crate) fn contains_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(contains_nul),
+        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        _ => false,
     }
-    if map.iter().any(|(k, v)| k.contains('\0') || walk(v)) {
+}
+
+fn check_no_nul(what: &str, map: &Map<String, Value>) -> Result<()> {
+    if map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)) {
         return Err(Error::invalid(format!(
             "{what} contains a NUL character (\\u0000), which PostgreSQL's jsonb cannot store"
         )));

@@ -273,6 +273,38 @@ impl Filter {
         self.items.is_empty()
     }
 
+    /// The same filter, but only for events stored after `sequence_number` (an incremental
+    /// read after a snapshot). An existing sequence bound is kept if it is higher. Filters
+    /// with time bounds cannot be reopened: events stored later may have occurred earlier,
+    /// so "after N" and a time window do not combine into one bound.
+    pub fn after(&self, sequence_number: i64) -> Result<Self> {
+        let bound = match self.bound {
+            Bound::None => Bound::SequenceNumberAbove(sequence_number),
+            Bound::SequenceNumberAbove(n) => Bound::SequenceNumberAbove(n.max(sequence_number)),
+            Bound::OccurredFrom(_) | Bound::OccurredUntil(_) | Bound::OccurredBetween(..) => {
+                return Err(Error::invalid(
+                    "a filter with a time bound cannot be reopened after a sequence number",
+                ));
+            }
+        };
+        Ok(Self {
+            items: self.items.clone(),
+            bound: bound.validate()?,
+        })
+    }
+
+    /// A stable hash of [`Filter::canonical_json`]: SHA-256, as 64 hex digits. Equal filters
+    /// hash equal, in every process and version of the library.
+    pub fn hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        use std::fmt::Write as _;
+        let digest = Sha256::digest(self.canonical_json().as_bytes());
+        digest.iter().fold(String::with_capacity(64), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
+    }
+
     /// A deterministic serialisation: equal filters, however built, give equal text.
     pub fn canonical_json(&self) -> String {
         let items: Vec<serde_json::Value> =
@@ -375,6 +407,30 @@ mod tests {
         assert!(Filter::any_event(Bound::SequenceNumberAbove(-1)).is_err());
         assert!(Filter::any_event(Bound::OccurredFrom(i64::MIN)).is_err());
         assert!(Filter::any_event(Bound::OccurredUntil(i64::MAX)).is_err());
+    }
+
+    #[test]
+    fn reopening_after_a_sequence_number() {
+        let item = FilterItem::new(s(&["A"]), None).unwrap();
+        let f = Filter::new(vec![item.clone()], Bound::None).unwrap();
+        assert_eq!(f.after(5).unwrap().bound(), Bound::SequenceNumberAbove(5));
+        let g = Filter::new(vec![item.clone()], Bound::SequenceNumberAbove(9)).unwrap();
+        assert_eq!(g.after(5).unwrap().bound(), Bound::SequenceNumberAbove(9));
+        assert!(Filter::new(vec![item], Bound::OccurredFrom(1))
+            .unwrap()
+            .after(5)
+            .is_err());
+        assert!(f.after(-1).is_err());
+    }
+
+    #[test]
+    fn hashes_are_stable_and_tell_filters_apart() {
+        let a = Filter::new(vec![FilterItem::new(s(&["A"]), None).unwrap()], Bound::None).unwrap();
+        let b = Filter::new(vec![FilterItem::new(s(&["B"]), None).unwrap()], Bound::None).unwrap();
+        assert_eq!(a.hash().len(), 64);
+        assert_ne!(a.hash(), b.hash());
+        assert_eq!(a.hash(), a.clone().hash());
+        assert_ne!(a.hash(), a.after(1).unwrap().hash());
     }
 
     #[test]

@@ -80,6 +80,15 @@ impl TableName {
         self.companion("_keys")
     }
 
+    /// The default snapshot table: `<table>_snapshots` in the same schema.
+    #[must_use]
+    pub fn snapshots(&self) -> Self {
+        Self {
+            schema: self.schema.clone(),
+            name: format!("{}_snapshots", self.name),
+        }
+    }
+
     /// The sequence that numbers the events.
     pub fn sequence_quoted(&self) -> String {
         self.companion("_seq")
@@ -144,6 +153,55 @@ CREATE INDEX IF NOT EXISTS \"{n}_occurred_at_idx\" ON {t} (occurred_at);
 "
     );
     sql
+}
+
+/// The DDL of a snapshot table (idempotent): one snapshot per projection type and filter.
+pub fn create_snapshots(table: &TableName) -> String {
+    let t = table.quoted();
+    let mut sql = String::new();
+    if let Some(s) = table.schema() {
+        let _ = writeln!(sql, "CREATE SCHEMA IF NOT EXISTS \"{s}\";\n");
+    }
+    let _ = write!(
+        sql,
+        "CREATE TABLE IF NOT EXISTS {t} (
+    projection_type text NOT NULL CHECK (projection_type <> ''),
+    filter_hash text NOT NULL CHECK (filter_hash <> ''),
+    sequence_number bigint NOT NULL,
+    data jsonb NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (projection_type, filter_hash)
+);
+"
+    );
+    sql
+}
+
+/// Saves a snapshot unless one with a higher sequence number exists: `$1` projection type,
+/// `$2` filter hash, `$3` sequence number, `$4` data. Affects one row when it saved.
+pub fn save_snapshot(table: &TableName) -> String {
+    let t = table.quoted();
+    format!(
+        "INSERT INTO {t} AS s (projection_type, filter_hash, sequence_number, data) \
+         VALUES ($1, $2, $3, $4::jsonb) \
+         ON CONFLICT (projection_type, filter_hash) DO UPDATE \
+         SET sequence_number = excluded.sequence_number, data = excluded.data, created_at = now() \
+         WHERE s.sequence_number <= excluded.sequence_number"
+    )
+}
+
+pub fn load_snapshot(table: &TableName) -> String {
+    format!(
+        "SELECT sequence_number, data, created_at FROM {} WHERE projection_type = $1 AND filter_hash = $2",
+        table.quoted()
+    )
+}
+
+pub fn delete_snapshot(table: &TableName) -> String {
+    format!(
+        "DELETE FROM {} WHERE projection_type = $1 AND filter_hash = $2",
+        table.quoted()
+    )
 }
 
 /// Takes the guard's advisory locks in the order given: `$1` keys, `$2` exclusive flags.
@@ -403,7 +461,7 @@ pub fn compile(filter: &Filter, first: usize) -> Condition {
 pub fn query(table: &TableName, filter: &Filter) -> (String, Vec<SqlParam>) {
     let mut c = Compiler::new(1);
     let mut clauses = Vec::new();
-    if let Some(lookup) = guard::lookup(table, filter) {
+    if let Some(lookup) = guard::lookup(table, filter).filter(|l| !l.keys.is_empty()) {
         let after = match filter.bound() {
             Bound::SequenceNumberAbove(n) => Some(c.bind(SqlParam::BigInt(n))),
             _ => None,
@@ -668,6 +726,27 @@ mod tests {
         assert!(sql.contains("WHERE NOT EXISTS (SELECT 1 FROM \"events\" WHERE sequence_number > $5 AND event_type = $8)"), "{sql}");
         assert!(sql.contains("nextval('\"events_seq\"')"), "{sql}");
         assert_eq!(params, vec![SqlParam::Text("A".into())]);
+    }
+
+    #[test]
+    fn every_parameter_is_referenced() {
+        let types_only = FilterItem::new(types(&["A"]), None).unwrap();
+        for bound in [
+            Bound::None,
+            Bound::SequenceNumberAbove(3),
+            Bound::OccurredFrom(1),
+        ] {
+            for f in [
+                Filter::new(vec![types_only.clone()], bound).unwrap(),
+                Filter::any_event(bound).unwrap(),
+            ] {
+                let (sql, params) = query(&table(), &f);
+                for n in 1..=params.len() {
+                    assert!(sql.contains(&format!("${n}")), "${n} unused in {sql}");
+                }
+                assert!(!sql.contains(&format!("${}", params.len() + 1)), "{sql}");
+            }
+        }
     }
 
     #[test]

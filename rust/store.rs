@@ -34,6 +34,32 @@ pub struct StoreConfig {
     pub pool_size: usize,
     /// The default time limit for one call (connecting included); `None` waits forever.
     pub timeout: Option<Duration>,
+    /// Where snapshots live; `None`: `<table>_snapshots` beside the events.
+    pub snapshot_table: Option<TableName>,
+}
+
+/// The state of a projection over a filter's events, as of a sequence number.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    pub projection_type: String,
+    pub filter_hash: String,
+    pub sequence_number: i64,
+    pub data: Value,
+    /// Microseconds since the Unix epoch, UTC.
+    pub created_at: i64,
+}
+
+fn snapshot_key(projection_type: &str, filter_hash: &str) -> Result<()> {
+    for (what, value) in [
+        ("projection type", projection_type),
+        ("filter hash", filter_hash),
+    ] {
+        crate::filter::reject_nul(&format!("the {what}"), value)?;
+        if value.trim().is_empty() {
+            return Err(Error::invalid(format!("the {what} must not be empty")));
+        }
+    }
+    Ok(())
 }
 
 /// The events matching a filter, in ascending sequence order, and the highest sequence
@@ -48,6 +74,7 @@ pub struct QueryResult {
 pub struct EventStore {
     pool: Pool,
     table: TableName,
+    snapshots: TableName,
     timeout: Option<Duration>,
 }
 
@@ -183,6 +210,9 @@ impl EventStore {
             .map_err(|e| Error::invalid(format!("cannot build the connection pool: {e}")))?;
         Ok(Self {
             pool,
+            snapshots: config
+                .snapshot_table
+                .unwrap_or_else(|| config.table.snapshots()),
             table: config.table,
             timeout: config.timeout,
         })
@@ -234,6 +264,9 @@ impl EventStore {
             client
                 .batch_execute(&sql::create_schema(&self.table))
                 .await?;
+            client
+                .batch_execute(&sql::create_snapshots(&self.snapshots))
+                .await?;
             client.batch_execute("COMMIT").await?;
             conn.release();
             Ok(())
@@ -241,15 +274,116 @@ impl EventStore {
         .await
     }
 
-    /// Drops the table, its key index and its sequence. Meant for tests and tooling.
+    pub fn snapshot_table(&self) -> &TableName {
+        &self.snapshots
+    }
+
+    /// Saves `data` as the snapshot of `projection_type` over the filter with `filter_hash`,
+    /// as of `sequence_number`, unless a snapshot with a higher sequence number is stored.
+    /// Returns whether it was saved.
+    pub async fn save_snapshot(
+        &self,
+        projection_type: &str,
+        filter_hash: &str,
+        sequence_number: i64,
+        data: &Value,
+        timeout: Option<Duration>,
+    ) -> Result<bool> {
+        snapshot_key(projection_type, filter_hash)?;
+        if crate::event::contains_nul(data) {
+            return Err(Error::invalid("the snapshot data contains a NUL character"));
+        }
+        if sequence_number < 0 {
+            return Err(Error::invalid("the sequence number must not be negative"));
+        }
+        let args = [
+            SqlParam::Text(projection_type.to_owned()),
+            SqlParam::Text(filter_hash.to_owned()),
+            SqlParam::BigInt(sequence_number),
+            SqlParam::Json(data.clone()),
+        ];
+        self.timed(timeout, async {
+            let conn = self.conn().await?;
+            let client = conn.client()?;
+            let stmt = client
+                .prepare_cached(&sql::save_snapshot(&self.snapshots))
+                .await?;
+            let saved = client.execute(&stmt, &params(&args)).await? == 1;
+            conn.release();
+            Ok(saved)
+        })
+        .await
+    }
+
+    /// The snapshot of `projection_type` over the filter with `filter_hash`, if any.
+    pub async fn load_snapshot(
+        &self,
+        projection_type: &str,
+        filter_hash: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Option<Snapshot>> {
+        snapshot_key(projection_type, filter_hash)?;
+        let args = [
+            SqlParam::Text(projection_type.to_owned()),
+            SqlParam::Text(filter_hash.to_owned()),
+        ];
+        self.timed(timeout, async {
+            let conn = self.conn().await?;
+            let client = conn.client()?;
+            let stmt = client
+                .prepare_cached(&sql::load_snapshot(&self.snapshots))
+                .await?;
+            let row = client.query_opt(&stmt, &params(&args)).await?;
+            conn.release();
+            row.map(|r| {
+                Ok(Snapshot {
+                    projection_type: projection_type.to_owned(),
+                    filter_hash: filter_hash.to_owned(),
+                    sequence_number: r.try_get(0)?,
+                    data: r.try_get::<_, Json<Value>>(1)?.0,
+                    created_at: sql::system_time_to_micros(r.try_get::<_, SystemTime>(2)?),
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    /// Deletes the snapshot, if any (deleting twice is fine). Returns whether one was deleted.
+    pub async fn delete_snapshot(
+        &self,
+        projection_type: &str,
+        filter_hash: &str,
+        timeout: Option<Duration>,
+    ) -> Result<bool> {
+        snapshot_key(projection_type, filter_hash)?;
+        let args = [
+            SqlParam::Text(projection_type.to_owned()),
+            SqlParam::Text(filter_hash.to_owned()),
+        ];
+        self.timed(timeout, async {
+            let conn = self.conn().await?;
+            let client = conn.client()?;
+            let stmt = client
+                .prepare_cached(&sql::delete_snapshot(&self.snapshots))
+                .await?;
+            let deleted = client.execute(&stmt, &params(&args)).await? == 1;
+            conn.release();
+            Ok(deleted)
+        })
+        .await
+    }
+
+    /// Drops the table, its key index, its sequence and its snapshots. For tests and tooling.
     pub async fn drop_table(&self, timeout: Option<Duration>) -> Result<()> {
         self.timed(timeout, async {
             let conn = self.conn().await?;
             conn.client()?
                 .batch_execute(&format!(
-                    "DROP TABLE IF EXISTS {}, {}",
+                    "DROP TABLE IF EXISTS {}, {}, {}",
                     self.table.quoted(),
-                    self.table.keys_quoted()
+                    self.table.keys_quoted(),
+                    self.snapshots.quoted()
                 ))
                 .await?;
             conn.release();

@@ -11,24 +11,22 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from dynamic_streams import AsyncEventStore, Event, EventFilter, EventStore, QueryResult
+from dynamic_streams import AsyncEventStore, EventStore
 
 
 class AsyncDriven:
-    """Runs an AsyncEventStore's coroutines to completion on a private event loop."""
+    """Runs an AsyncEventStore's coroutines to completion on a private event loop, behind
+    the synchronous store's method names."""
 
     def __init__(self, store: AsyncEventStore) -> None:
         self.inner = store
         self.loop = asyncio.new_event_loop()
 
-    def query(self, filter: EventFilter, **kw: Any) -> QueryResult:
-        return self.loop.run_until_complete(self.inner.query(filter, **kw))
-
-    def append(self, filter: EventFilter, expected: int, *events: Event, **kw: Any) -> list[int]:
-        return self.loop.run_until_complete(self.inner.append(filter, expected, *events, **kw))
-
-    def create_schema(self, **kw: Any) -> None:
-        self.loop.run_until_complete(self.inner.create_schema(**kw))
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+        if not asyncio.iscoroutinefunction(method):
+            return method
+        return lambda *args, **kw: self.loop.run_until_complete(method(*args, **kw))
 
     def close(self) -> None:
         self.inner.close()

@@ -19,6 +19,7 @@ from dynamic_streams.errors import (
 )
 from dynamic_streams.events import Event, JsonObject, QueryResult, RecordedEvent
 from dynamic_streams.filter import EventFilter, FilterBuilder, P, Predicate, build_event_filter
+from dynamic_streams.snapshots import Snapshot, project, project_async
 from dynamic_streams.store import DSN_ENV, AsyncEventStore, EventStore
 
 __all__ = [
@@ -43,5 +44,8 @@ __all__ = [
     "ProgrammingError",
     "QueryResult",
     "RecordedEvent",
+    "Snapshot",
     "build_event_filter",
+    "project",
+    "project_async",
 ]

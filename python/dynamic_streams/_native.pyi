@@ -7,6 +7,7 @@ from typing import Any, final
 __all__ = ["EventStore", "Filter", "StorableEvent", "index_keys"]
 
 _EventRow = tuple[int, datetime, str, dict[str, Any], dict[str, Any]]
+_SnapshotRow = tuple[int, Any, datetime]
 _Item = tuple[list[str], str | None, list[tuple[str, str | int | float | bool]]]
 _Bound = tuple[str, int | None, int | None]
 
@@ -14,6 +15,8 @@ _Bound = tuple[str, int | None, int | None]
 class Filter:
     def __new__(cls, items: list[_Item] | None, bound: _Bound | None = None) -> Filter: ...
     def canonical_json(self) -> str: ...
+    def hash(self) -> str: ...
+    def after(self, sequence_number: int) -> Filter: ...
     def to_sql(self, table: str) -> tuple[str, list[str]]: ...
     def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
@@ -40,7 +43,38 @@ class EventStore:
         table: str = "events",
         pool_size: int = 10,
         timeout: float | None = ...,
+        snapshot_table: str | None = None,
     ) -> EventStore: ...
+    @property
+    def snapshot_table(self) -> str: ...
+    def save_snapshot(
+        self,
+        projection_type: str,
+        filter_hash: str,
+        sequence_number: int,
+        data: str,
+        timeout: float | None = None,
+    ) -> bool: ...
+    def load_snapshot(
+        self, projection_type: str, filter_hash: str, timeout: float | None = None
+    ) -> _SnapshotRow | None: ...
+    def delete_snapshot(
+        self, projection_type: str, filter_hash: str, timeout: float | None = None
+    ) -> bool: ...
+    def save_snapshot_async(
+        self,
+        projection_type: str,
+        filter_hash: str,
+        sequence_number: int,
+        data: str,
+        timeout: float | None = None,
+    ) -> Awaitable[bool]: ...
+    def load_snapshot_async(
+        self, projection_type: str, filter_hash: str, timeout: float | None = None
+    ) -> Awaitable[_SnapshotRow | None]: ...
+    def delete_snapshot_async(
+        self, projection_type: str, filter_hash: str, timeout: float | None = None
+    ) -> Awaitable[bool]: ...
     @property
     def table(self) -> str: ...
     @property

@@ -73,6 +73,21 @@ class EventFilter:
         """A deterministic serialisation: equal filters give equal text."""
         return self._native.canonical_json()
 
+    def hash(self) -> str:
+        """A stable SHA-256 hash of :meth:`canonical_json` (64 hex digits): equal filters hash
+        equal in every process; it keys snapshots."""
+        return self._native.hash()
+
+    def after(self, sequence_number: int) -> EventFilter:
+        """The same filter, only for events stored after ``sequence_number``: the incremental
+        read after a snapshot. Raises :class:`InvalidInputError` for a filter with a time
+        bound (events stored later may have occurred earlier)."""
+        if isinstance(sequence_number, bool) or not isinstance(sequence_number, int):
+            raise InvalidInputError("the sequence number must be an int")
+        reopened = EventFilter.__new__(EventFilter)
+        reopened._native = self._native.after(sequence_number)
+        return reopened
+
     def to_sql(self, table: str = "events") -> tuple[str, list[str]]:
         """The SELECT this filter compiles to, and its parameters, for inspection."""
         return self._native.to_sql(table)

@@ -15,6 +15,7 @@ from dynamic_streams import _native
 from dynamic_streams.errors import InvalidInputError
 from dynamic_streams.events import Event, QueryResult
 from dynamic_streams.filter import EventFilter
+from dynamic_streams.snapshots import Snapshot, _check_key, _encode
 
 __all__ = ["DSN_ENV", "AsyncEventStore", "EventStore"]
 
@@ -61,13 +62,19 @@ class _StoreBase:
         table: str = "events",
         pool_size: int = 10,
         timeout: float | None = 30.0,
+        snapshot_table: str | None = None,
     ) -> None:
-        self._native = _native.EventStore(_dsn(dsn), table, pool_size, timeout)
+        self._native = _native.EventStore(_dsn(dsn), table, pool_size, timeout, snapshot_table)
 
     @property
     def table(self) -> str:
         """The events table, as given (``name`` or ``schema.name``)."""
         return self._native.table
+
+    @property
+    def snapshot_table(self) -> str:
+        """The snapshot table: as given, or ``<table>_snapshots`` beside the events."""
+        return self._native.snapshot_table
 
     @property
     def closed(self) -> bool:
@@ -121,6 +128,38 @@ class EventStore(_StoreBase):
             native_filter, expected_max_sequence_number, native_events, timeout
         )
 
+    def save_snapshot(
+        self,
+        projection_type: str,
+        filter_hash: str,
+        sequence_number: int,
+        data: Any,
+        *,
+        timeout: float | None = None,
+    ) -> bool:
+        """Save ``data`` (anything JSON) as the snapshot of ``projection_type`` over the
+        filter with ``filter_hash``, as of ``sequence_number``, unless a snapshot with a higher
+        sequence number is stored. Returns whether it saved."""
+        _check_key(projection_type, filter_hash)
+        return self._native.save_snapshot(
+            projection_type, filter_hash, sequence_number, _encode(data), timeout
+        )
+
+    def load_snapshot(
+        self, projection_type: str, filter_hash: str, *, timeout: float | None = None
+    ) -> Snapshot | None:
+        """The snapshot, or None when there is none."""
+        _check_key(projection_type, filter_hash)
+        row = self._native.load_snapshot(projection_type, filter_hash, timeout)
+        return None if row is None else Snapshot(projection_type, filter_hash, *row)
+
+    def delete_snapshot(
+        self, projection_type: str, filter_hash: str, *, timeout: float | None = None
+    ) -> bool:
+        """Delete the snapshot (deleting a missing one is fine). Returns whether one existed."""
+        _check_key(projection_type, filter_hash)
+        return self._native.delete_snapshot(projection_type, filter_hash, timeout)
+
     def __enter__(self) -> EventStore:
         return self
 
@@ -169,6 +208,40 @@ class AsyncEventStore(_StoreBase):
             native_filter, expected_max_sequence_number, native_events, timeout
         )
         return result
+
+    async def save_snapshot(
+        self,
+        projection_type: str,
+        filter_hash: str,
+        sequence_number: int,
+        data: Any,
+        *,
+        timeout: float | None = None,
+    ) -> bool:
+        """Save a snapshot unless a higher one is stored; see :meth:`EventStore.save_snapshot`."""
+        _check_key(projection_type, filter_hash)
+        saved: bool = await self._native.save_snapshot_async(
+            projection_type, filter_hash, sequence_number, _encode(data), timeout
+        )
+        return saved
+
+    async def load_snapshot(
+        self, projection_type: str, filter_hash: str, *, timeout: float | None = None
+    ) -> Snapshot | None:
+        """The snapshot, or None when there is none."""
+        _check_key(projection_type, filter_hash)
+        row = await self._native.load_snapshot_async(projection_type, filter_hash, timeout)
+        return None if row is None else Snapshot(projection_type, filter_hash, *row)
+
+    async def delete_snapshot(
+        self, projection_type: str, filter_hash: str, *, timeout: float | None = None
+    ) -> bool:
+        """Delete the snapshot (deleting a missing one is fine). Returns whether one existed."""
+        _check_key(projection_type, filter_hash)
+        deleted: bool = await self._native.delete_snapshot_async(
+            projection_type, filter_hash, timeout
+        )
+        return deleted
 
     async def __aenter__(self) -> AsyncEventStore:
         return self

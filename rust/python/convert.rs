@@ -5,7 +5,7 @@ use pyo3::types::{PyDateTime, PyDict, PyList, PyTuple, PyTzInfo};
 use serde_json::{Map, Number, Value};
 
 use crate::event::RecordedEvent;
-use crate::store::QueryResult;
+use crate::store::{QueryResult, Snapshot};
 
 fn number<'py>(py: Python<'py>, n: &Number) -> PyResult<Bound<'py, PyAny>> {
     if let Some(i) = n.as_i64() {
@@ -117,6 +117,26 @@ impl<'py> IntoPyObject<'py> for Rows {
             [
                 events.into_any(),
                 self.0.max_sequence_number.into_pyobject(py)?.into_any(),
+            ],
+        )
+    }
+}
+
+/// A snapshot for Python: `(sequence_number, data, created_at)`.
+pub struct SnapshotRow(pub Snapshot);
+
+impl<'py> IntoPyObject<'py> for SnapshotRow {
+    type Target = PyTuple;
+    type Output = Bound<'py, PyTuple>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
+        PyTuple::new(
+            py,
+            [
+                self.0.sequence_number.into_pyobject(py)?.into_any(),
+                value(py, &self.0.data)?,
+                datetime(py, self.0.created_at)?.into_any(),
             ],
         )
     }

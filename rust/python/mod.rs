@@ -25,7 +25,7 @@ use crate::filter::{
 };
 use crate::sql::TableName;
 use crate::store::{EventStore as CoreStore, StoreConfig};
-use convert::Rows;
+use convert::{Rows, SnapshotRow};
 
 /// One class of the facade's `dynamic_streams.errors`, imported on first use.
 fn error_class<'py>(py: Python<'py>, name: &'static str) -> PyResult<Bound<'py, PyType>> {
@@ -271,6 +271,22 @@ impl Filter {
         self.inner.canonical_json()
     }
 
+    /// A stable SHA-256 hash (64 hex digits) of the canonical serialisation.
+    fn hash(&self) -> String {
+        self.inner.hash()
+    }
+
+    /// The same filter, only for events stored after `sequence_number`.
+    fn after(&self, py: Python<'_>, sequence_number: i64) -> PyResult<Self> {
+        let inner = self
+            .inner
+            .after(sequence_number)
+            .map_err(|e| to_py(py, e))?;
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
     /// The SQL and parameters this filter compiles to, for `table` (for inspection).
     fn to_sql(&self, py: Python<'_>, table: &str) -> PyResult<(String, Vec<String>)> {
         let table = TableName::parse(table).map_err(|e| to_py(py, e))?;
@@ -361,21 +377,27 @@ impl EventStore {
 #[pymethods]
 impl EventStore {
     #[new]
-    #[pyo3(signature = (dsn, table="events", pool_size=10, timeout=Some(30.0)))]
+    #[pyo3(signature = (dsn, table="events", pool_size=10, timeout=Some(30.0), snapshot_table=None))]
     fn new(
         py: Python<'_>,
         dsn: String,
         table: &str,
         pool_size: usize,
         timeout: Option<f64>,
+        snapshot_table: Option<&str>,
     ) -> PyResult<Self> {
         let table = TableName::parse(table).map_err(|e| to_py(py, e))?;
+        let snapshot_table = snapshot_table
+            .map(TableName::parse)
+            .transpose()
+            .map_err(|e| to_py(py, e))?;
         let timeout = seconds(py, timeout)?;
         let store = CoreStore::new(StoreConfig {
             dsn,
             table,
             pool_size,
             timeout,
+            snapshot_table,
         })
         .map_err(|e| to_py(py, e))?;
         Ok(Self {
@@ -407,6 +429,134 @@ impl EventStore {
     fn create_schema(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
         let (store, timeout) = (self.store(py)?, seconds(py, timeout)?);
         wait(py, async move { store.create_schema(timeout).await })
+    }
+
+    /// The snapshot table, as given or derived (`<table>_snapshots`).
+    #[getter]
+    fn snapshot_table(&self) -> String {
+        self.inner.snapshot_table().qualified()
+    }
+
+    #[pyo3(signature = (projection_type, filter_hash, sequence_number, data, timeout=None))]
+    fn save_snapshot(
+        &self,
+        py: Python<'_>,
+        projection_type: String,
+        filter_hash: String,
+        sequence_number: i64,
+        data: &str,
+        timeout: Option<f64>,
+    ) -> PyResult<bool> {
+        let (store, timeout, data) = (
+            self.store(py)?,
+            seconds(py, timeout)?,
+            snapshot_data(py, data)?,
+        );
+        wait(py, async move {
+            store
+                .save_snapshot(
+                    &projection_type,
+                    &filter_hash,
+                    sequence_number,
+                    &data,
+                    timeout,
+                )
+                .await
+        })
+    }
+
+    #[pyo3(signature = (projection_type, filter_hash, timeout=None))]
+    fn load_snapshot(
+        &self,
+        py: Python<'_>,
+        projection_type: String,
+        filter_hash: String,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<SnapshotRow>> {
+        let (store, timeout) = (self.store(py)?, seconds(py, timeout)?);
+        wait(py, async move {
+            store
+                .load_snapshot(&projection_type, &filter_hash, timeout)
+                .await
+                .map(|s| s.map(SnapshotRow))
+        })
+    }
+
+    #[pyo3(signature = (projection_type, filter_hash, timeout=None))]
+    fn delete_snapshot(
+        &self,
+        py: Python<'_>,
+        projection_type: String,
+        filter_hash: String,
+        timeout: Option<f64>,
+    ) -> PyResult<bool> {
+        let (store, timeout) = (self.store(py)?, seconds(py, timeout)?);
+        wait(py, async move {
+            store
+                .delete_snapshot(&projection_type, &filter_hash, timeout)
+                .await
+        })
+    }
+
+    #[pyo3(signature = (projection_type, filter_hash, sequence_number, data, timeout=None))]
+    fn save_snapshot_async<'py>(
+        &self,
+        py: Python<'py>,
+        projection_type: String,
+        filter_hash: String,
+        sequence_number: i64,
+        data: &str,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (store, timeout, data) = (
+            self.store(py)?,
+            seconds(py, timeout)?,
+            snapshot_data(py, data)?,
+        );
+        awaitable(py, async move {
+            store
+                .save_snapshot(
+                    &projection_type,
+                    &filter_hash,
+                    sequence_number,
+                    &data,
+                    timeout,
+                )
+                .await
+        })
+    }
+
+    #[pyo3(signature = (projection_type, filter_hash, timeout=None))]
+    fn load_snapshot_async<'py>(
+        &self,
+        py: Python<'py>,
+        projection_type: String,
+        filter_hash: String,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (store, timeout) = (self.store(py)?, seconds(py, timeout)?);
+        awaitable(py, async move {
+            store
+                .load_snapshot(&projection_type, &filter_hash, timeout)
+                .await
+                .map(|s| s.map(SnapshotRow))
+        })
+    }
+
+    #[pyo3(signature = (projection_type, filter_hash, timeout=None))]
+    fn delete_snapshot_async<'py>(
+        &self,
+        py: Python<'py>,
+        projection_type: String,
+        filter_hash: String,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (store, timeout) = (self.store(py)?, seconds(py, timeout)?);
+        awaitable(py, async move {
+            store
+                .delete_snapshot(&projection_type, &filter_hash, timeout)
+                .await
+        })
     }
 
     /// Drops the table and everything in it (for tests and tooling).
@@ -509,6 +659,16 @@ fn index_keys(py: Python<'_>, table: &str, payload_json: &str) -> PyResult<Vec<i
     let table = TableName::parse(table).map_err(|e| to_py(py, e))?;
     let event = CoreEvent::new("_", payload_json, None, Some(0)).map_err(|e| to_py(py, e))?;
     Ok(crate::guard::index_keys(&table, event.payload()))
+}
+
+/// Snapshot data arrives as JSON text; anything JSON is allowed.
+fn snapshot_data(py: Python<'_>, text: &str) -> PyResult<serde_json::Value> {
+    serde_json::from_str(text).map_err(|e| {
+        to_py(
+            py,
+            Error::invalid(format!("the snapshot data is not valid JSON: {e}")),
+        )
+    })
 }
 
 #[pymodule]

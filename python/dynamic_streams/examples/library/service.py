@@ -18,6 +18,7 @@ from dynamic_streams import (
     P,
     RecordedEvent,
     build_event_filter,
+    project,
 )
 from dynamic_streams.examples.library import decisions as d
 from dynamic_streams.examples.library.decisions import NewEvent
@@ -80,6 +81,25 @@ class Library:
                     raise
                 time.sleep(random.uniform(0, self.backoff_seconds * 2**attempt))
         raise AssertionError("unreachable")
+
+    def books_lent_to(self, reader_id: str) -> list[str]:
+        """The copies a reader holds now: an incremental projection kept in a snapshot, so
+        each call folds only the loans and returns stored since the last one."""
+        f = (
+            build_event_filter()
+            .matching()
+            .any_event_type_of(d.LENT, d.RETURNED)
+            .and_all_predicates_of(P("ReaderID", reader_id))
+            .finalize()
+        )
+
+        def fold(held: list[str], e: RecordedEvent) -> list[str]:
+            book = e.payload["BookID"]
+            return [*held, book] if e.event_type == d.LENT else [b for b in held if b != book]
+
+        nothing: list[str] = []
+        held, _ = project(self.store, "books-lent-to-reader", f, nothing, fold)
+        return sorted(held)
 
     def add_book_copy(self, book_id: str, **details: Any) -> bool:
         """Add a book copy to circulation."""
