@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Any
 
 from dynamic_streams import _native
+from dynamic_streams._observe import observe
 from dynamic_streams.errors import InvalidInputError
 from dynamic_streams.events import Event, QueryResult
 from dynamic_streams.filter import EventFilter
@@ -53,7 +54,7 @@ def _check_filter(filter: EventFilter) -> Any:
 
 
 class _StoreBase:
-    __slots__ = ("_native",)
+    __slots__ = ("_native", "_table")
 
     def __init__(
         self,
@@ -65,11 +66,12 @@ class _StoreBase:
         snapshot_table: str | None = None,
     ) -> None:
         self._native = _native.EventStore(_dsn(dsn), table, pool_size, timeout, snapshot_table)
+        self._table = table
 
     @property
     def table(self) -> str:
         """The events table, as given (``name`` or ``schema.name``)."""
-        return self._native.table
+        return self._table
 
     @property
     def snapshot_table(self) -> str:
@@ -109,7 +111,11 @@ class EventStore(_StoreBase):
 
     def query(self, filter: EventFilter, *, timeout: float | None = None) -> QueryResult:
         """The events matching ``filter`` in sequence order, and the highest sequence number."""
-        return QueryResult._from_native(self._native.query(_check_filter(filter), timeout))
+        native = _check_filter(filter)
+        with observe("query", self._table, lambda: filter.to_sql(self._table)[0]) as out:
+            result = QueryResult._from_native(self._native.query(native, timeout))
+            out.events = len(result.events)
+        return result
 
     def append(
         self,
@@ -124,9 +130,12 @@ class EventStore(_StoreBase):
         Raises :class:`ConcurrencyConflictError` (nothing stored) when one was.
         """
         native_filter, native_events = _check_append(filter, expected_max_sequence_number, events)
-        return self._native.append(
-            native_filter, expected_max_sequence_number, native_events, timeout
-        )
+        with observe(
+            "append", self._table, lambda: native_filter.append_sql(self._table), events=len(events)
+        ):
+            return self._native.append(
+                native_filter, expected_max_sequence_number, native_events, timeout
+            )
 
     def save_snapshot(
         self,
@@ -141,16 +150,19 @@ class EventStore(_StoreBase):
         filter with ``filter_hash``, as of ``sequence_number``, unless a snapshot with a higher
         sequence number is stored. Returns whether it saved."""
         _check_key(projection_type, filter_hash)
-        return self._native.save_snapshot(
-            projection_type, filter_hash, sequence_number, _encode(data), timeout
-        )
+        encoded = _encode(data)
+        with observe("save_snapshot", self._table):
+            return self._native.save_snapshot(
+                projection_type, filter_hash, sequence_number, encoded, timeout
+            )
 
     def load_snapshot(
         self, projection_type: str, filter_hash: str, *, timeout: float | None = None
     ) -> Snapshot | None:
         """The snapshot, or None when there is none."""
         _check_key(projection_type, filter_hash)
-        row = self._native.load_snapshot(projection_type, filter_hash, timeout)
+        with observe("load_snapshot", self._table):
+            row = self._native.load_snapshot(projection_type, filter_hash, timeout)
         return None if row is None else Snapshot(projection_type, filter_hash, *row)
 
     def delete_snapshot(
@@ -158,7 +170,8 @@ class EventStore(_StoreBase):
     ) -> bool:
         """Delete the snapshot (deleting a missing one is fine). Returns whether one existed."""
         _check_key(projection_type, filter_hash)
-        return self._native.delete_snapshot(projection_type, filter_hash, timeout)
+        with observe("delete_snapshot", self._table):
+            return self._native.delete_snapshot(projection_type, filter_hash, timeout)
 
     def __enter__(self) -> EventStore:
         return self
@@ -188,8 +201,11 @@ class AsyncEventStore(_StoreBase):
 
     async def query(self, filter: EventFilter, *, timeout: float | None = None) -> QueryResult:
         """The events matching ``filter`` in sequence order, and the highest sequence number."""
-        result = await self._native.query_async(_check_filter(filter), timeout)
-        return QueryResult._from_native(result)
+        native = _check_filter(filter)
+        with observe("query", self._table, lambda: filter.to_sql(self._table)[0]) as out:
+            result = QueryResult._from_native(await self._native.query_async(native, timeout))
+            out.events = len(result.events)
+        return result
 
     async def append(
         self,
@@ -204,9 +220,12 @@ class AsyncEventStore(_StoreBase):
         Raises :class:`ConcurrencyConflictError` (nothing stored) when one was.
         """
         native_filter, native_events = _check_append(filter, expected_max_sequence_number, events)
-        result: list[int] = await self._native.append_async(
-            native_filter, expected_max_sequence_number, native_events, timeout
-        )
+        with observe(
+            "append", self._table, lambda: native_filter.append_sql(self._table), events=len(events)
+        ):
+            result: list[int] = await self._native.append_async(
+                native_filter, expected_max_sequence_number, native_events, timeout
+            )
         return result
 
     async def save_snapshot(
@@ -220,9 +239,11 @@ class AsyncEventStore(_StoreBase):
     ) -> bool:
         """Save a snapshot unless a higher one is stored; see :meth:`EventStore.save_snapshot`."""
         _check_key(projection_type, filter_hash)
-        saved: bool = await self._native.save_snapshot_async(
-            projection_type, filter_hash, sequence_number, _encode(data), timeout
-        )
+        encoded = _encode(data)
+        with observe("save_snapshot", self._table):
+            saved: bool = await self._native.save_snapshot_async(
+                projection_type, filter_hash, sequence_number, encoded, timeout
+            )
         return saved
 
     async def load_snapshot(
@@ -230,7 +251,8 @@ class AsyncEventStore(_StoreBase):
     ) -> Snapshot | None:
         """The snapshot, or None when there is none."""
         _check_key(projection_type, filter_hash)
-        row = await self._native.load_snapshot_async(projection_type, filter_hash, timeout)
+        with observe("load_snapshot", self._table):
+            row = await self._native.load_snapshot_async(projection_type, filter_hash, timeout)
         return None if row is None else Snapshot(projection_type, filter_hash, *row)
 
     async def delete_snapshot(
@@ -238,9 +260,10 @@ class AsyncEventStore(_StoreBase):
     ) -> bool:
         """Delete the snapshot (deleting a missing one is fine). Returns whether one existed."""
         _check_key(projection_type, filter_hash)
-        deleted: bool = await self._native.delete_snapshot_async(
-            projection_type, filter_hash, timeout
-        )
+        with observe("delete_snapshot", self._table):
+            deleted: bool = await self._native.delete_snapshot_async(
+                projection_type, filter_hash, timeout
+            )
         return deleted
 
     async def __aenter__(self) -> AsyncEventStore:

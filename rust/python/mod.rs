@@ -294,6 +294,12 @@ impl Filter {
         Ok((sql, params.iter().map(|p| format!("{p:?}")).collect()))
     }
 
+    /// The guarded insert this filter compiles to, for `table` (for logs and inspection).
+    fn append_sql(&self, py: Python<'_>, table: &str) -> PyResult<String> {
+        let table = TableName::parse(table).map_err(|e| to_py(py, e))?;
+        Ok(crate::sql::guarded_insert(&table, &self.inner).0)
+    }
+
     fn __eq__(&self, other: &Self) -> bool {
         self.inner == other.inner
     }

@@ -1,0 +1,163 @@
+"""Logging and OpenTelemetry: what an operator sees of each operation."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from dynamic_streams import (
+    ConcurrencyConflictError,
+    Event,
+    EventStore,
+    OperationTimeoutError,
+    P,
+    ProgrammingError,
+    build_event_filter,
+)
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+SECRET = "s3cret-reader-id"
+FILTER = build_event_filter().matching().any_predicate_of(P("ReaderID", SECRET)).finalize()
+
+
+@pytest.fixture(scope="module")
+def telemetry() -> Iterator[tuple[InMemorySpanExporter, InMemoryMetricReader]]:
+    """The application's providers (set once per process, as applications do)."""
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    reader = InMemoryMetricReader()
+    trace.set_tracer_provider(tracer_provider)
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    yield spans, reader
+
+
+def points(reader: InMemoryMetricReader, name: str, table: str) -> list[Any]:
+    data = reader.get_metrics_data()
+    assert data is not None
+    return [
+        p
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == name
+        for p in m.data.data_points
+        if p.attributes.get("dcb.table") == table
+    ]
+
+
+def test_debug_logs_carry_duration_and_sql_but_no_values(
+    event_store: EventStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="dynamic_streams"):
+        event_store.append(FILTER, 0, Event("Lent", {"ReaderID": SECRET}))
+        event_store.query(FILTER)
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert f"append on {event_store.table}: 1 events in" in text
+    assert f"query on {event_store.table}: 1 events in" in text
+    assert "SQL: SELECT sequence_number" in text and "SQL: WITH new AS" in text
+    assert SECRET not in text
+
+
+def test_conflicts_log_at_info_and_errors_at_warning(
+    event_store: EventStore, event_store_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    event_store.append(FILTER, 0, Event("Lent", {"ReaderID": SECRET}))
+    with (
+        caplog.at_level(logging.INFO, logger="dynamic_streams"),
+        pytest.raises(ConcurrencyConflictError),
+    ):
+        event_store.append(FILTER, 0, Event("Lent", {"ReaderID": SECRET}))
+    assert [(r.levelno, "conflict" in r.getMessage()) for r in caplog.records] == [
+        (logging.INFO, True)
+    ]
+    caplog.clear()
+    with (
+        EventStore(
+            event_store_dsn.replace("postgres:@", "postgres:pw@"), table="no_such_table"
+        ) as missing,
+        pytest.raises(ProgrammingError),
+    ):
+        missing.query(FILTER)
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING and "ProgrammingError" in record.getMessage()
+    assert ":pw@" not in record.getMessage()
+
+
+def test_spans_and_metrics(
+    telemetry: tuple[InMemorySpanExporter, InMemoryMetricReader],
+    event_store: EventStore,
+    event_store_dsn: str,
+) -> None:
+    spans, reader = telemetry
+    spans.clear()
+    table = event_store.table
+    event_store.append(
+        FILTER, 0, Event("Lent", {"ReaderID": "r"}), Event("Lent", {"ReaderID": SECRET})
+    )
+    event_store.query(FILTER)
+    with pytest.raises(ConcurrencyConflictError):
+        event_store.append(FILTER, 0, Event("Lent", {"ReaderID": SECRET}))
+    with psycopg.connect(event_store_dsn) as blocker:
+        blocker.execute(f'LOCK TABLE "{table}" IN ACCESS EXCLUSIVE MODE')
+        with pytest.raises(OperationTimeoutError):
+            event_store.query(FILTER, timeout=0.3)
+        blocker.rollback()
+
+    mine = [s for s in spans.get_finished_spans() if s.attributes.get("dcb.table") == table]
+    assert [s.name for s in mine] == [
+        "dynamic_streams.append",
+        "dynamic_streams.query",
+        "dynamic_streams.append",
+        "dynamic_streams.query",
+    ]
+    first, query, conflict, timed_out = mine
+    assert first.kind == trace.SpanKind.CLIENT
+    expected = {
+        "dcb.operation": "append",
+        "dcb.events": 2,
+        "dcb.conflict": False,
+        "dcb.database": "primary",
+    }
+    assert dict(first.attributes).items() >= expected.items()
+    assert (query.attributes["dcb.events"], query.status.is_ok) == (1, True)
+    assert conflict.attributes["dcb.conflict"] is True and conflict.status.is_unset
+    assert timed_out.status.status_code == trace.StatusCode.ERROR
+
+    assert sum(p.value for p in points(reader, "dcb.events.appended", table)) == 2
+    assert sum(p.value for p in points(reader, "dcb.events.queried", table)) == 1
+    assert sum(p.value for p in points(reader, "dcb.conflicts", table)) == 1
+    assert sum(p.value for p in points(reader, "dcb.timeouts", table)) == 1
+    assert sum(p.count for p in points(reader, "dcb.operation.duration", table)) == 4
+
+
+def test_without_opentelemetry_the_store_works(
+    event_store_dsn: str, event_store_table: str
+) -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["opentelemetry"] = None  # as if it were not installed
+        from dynamic_streams import EventStore, Event, build_event_filter, _observe
+        assert _observe._instruments is None
+        f = build_event_filter().matching_any_event().finalize()
+        with EventStore({event_store_dsn!r}, table={event_store_table!r}) as store:
+            store.append(f, 0, Event("T", {{}}))
+            assert len(store.query(f)) == 1
+        """
+    )
+    env = os.environ | {"PYTHONWARNINGS": "error"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
