@@ -9,7 +9,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use dynamic_streams::filter::{Predicate, PredicateGroup, PredicateValue};
 use dynamic_streams::{
-    Bound, EventStore, Filter, FilterItem, StorableEvent, StoreConfig, TableName,
+    Bound, Consistency, EventStore, Filter, FilterItem, StorableEvent, StoreConfig, TableName,
 };
 
 const TYPES: [&str; 6] = [
@@ -57,14 +57,20 @@ fn benches(c: &mut Criterion) {
         pool_size: 2,
         timeout: Some(Duration::from_secs(30)),
         snapshot_table: None,
+        replica_dsn: None,
     })
     .expect("store");
     let filter = lending_filter(&book, &reader);
-    let found = rt.block_on(store.query(&filter, None)).expect("query");
+    let found = rt
+        .block_on(store.query(&filter, Consistency::Strong, None))
+        .expect("query");
     eprintln!("roundtrip: the query finds {} events", found.events.len());
 
     c.bench_function("engine: query copy + reader", |b| {
-        b.iter(|| rt.block_on(store.query(&filter, None)).expect("query"));
+        b.iter(|| {
+            rt.block_on(store.query(&filter, Consistency::Strong, None))
+                .expect("query")
+        });
     });
     let mut n = 0_u64;
     c.bench_function("engine: append 1 event, guarded", |b| {
@@ -78,7 +84,7 @@ fn benches(c: &mut Criterion) {
                 let event = StorableEvent::new("BookCopyAddedToCirculation", &payload, None, None)
                     .expect("event");
                 let expected = rt
-                    .block_on(store.query(&filter, None))
+                    .block_on(store.query(&filter, Consistency::Strong, None))
                     .expect("query")
                     .max_sequence_number;
                 (filter, expected, event)

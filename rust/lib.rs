@@ -20,4 +20,4 @@ pub use error::{Error, Result};
 pub use event::{RecordedEvent, StorableEvent};
 pub use filter::{Bound, Filter, FilterItem, PredicateGroup, PredicateValue};
 pub use sql::TableName;
-pub use store::{EventStore, QueryResult, Snapshot, StoreConfig};
+pub use store::{Consistency, EventStore, QueryResult, Snapshot, StoreConfig};

@@ -36,6 +36,20 @@ pub struct StoreConfig {
     pub timeout: Option<Duration>,
     /// Where snapshots live; `None`: `<table>_snapshots` beside the events.
     pub snapshot_table: Option<TableName>,
+    /// A read replica for reads that accept eventual consistency; `None`: the primary.
+    pub replica_dsn: Option<String>,
+}
+
+/// How fresh a read must be.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Consistency {
+    /// From the primary, behind the guard's locks: every event committed before the read
+    /// that matches the filter is seen.
+    #[default]
+    Strong,
+    /// From the replica when one is configured and reachable (else the primary): may lag,
+    /// and reads no locks. For views, not for decisions.
+    Eventual,
 }
 
 /// The state of a projection over a filter's events, as of a sequence number.
@@ -68,11 +82,14 @@ fn snapshot_key(projection_type: &str, filter_hash: &str) -> Result<()> {
 pub struct QueryResult {
     pub events: Vec<RecordedEvent>,
     pub max_sequence_number: i64,
+    /// Whether the replica served the read.
+    pub from_replica: bool,
 }
 
 /// A DCB event store on one PostgreSQL table.
 pub struct EventStore {
     pool: Pool,
+    replica: Option<Pool>,
     table: TableName,
     snapshots: TableName,
     timeout: Option<Duration>,
@@ -166,50 +183,61 @@ fn recorded(row: &Row) -> Result<RecordedEvent> {
     })
 }
 
+/// A lazily filled connection pool for one DSN.
+fn pool(dsn: &str, size: usize, timeout: Option<Duration>) -> Result<Pool> {
+    let mut pg: tokio_postgres::Config = dsn.parse().map_err(|_| {
+        // The parser's message may quote the DSN, and with it a password.
+        Error::invalid(
+            "invalid DSN: expected postgresql://user:password@host:port/dbname or key=value pairs",
+        )
+    })?;
+    if pg.get_application_name().is_none() {
+        pg.application_name("dynamic-streams");
+    }
+    // Every statement is a cached prepared statement whose best plan does not depend on
+    // its values (key index lookups, then primary-key fetches): plan once per connection
+    // instead of once per call. Measured: about a third of a query's time at 100k events.
+    let options = match pg.get_options() {
+        Some(given) => format!("{given} -c plan_cache_mode=force_generic_plan"),
+        None => "-c plan_cache_mode=force_generic_plan".to_owned(),
+    };
+    pg.options(options);
+    if let (Some(t), None) = (timeout, pg.get_connect_timeout()) {
+        pg.connect_timeout(t);
+    }
+    let manager = Manager::from_config(
+        pg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        // The most recently used connection first: its backend's caches are warm, and idle
+        // connections beyond what the load needs stay idle.
+        .queue_mode(QueueMode::Lifo)
+        .build()
+        .map_err(|e| Error::invalid(format!("cannot build the connection pool: {e}")))
+}
+
 impl EventStore {
-    /// Creates the store and its (lazily filled) connection pool. No I/O happens here.
+    /// Creates the store and its (lazily filled) connection pools. No I/O happens here.
     pub fn new(config: StoreConfig) -> Result<Self> {
-        let mut pg: tokio_postgres::Config = config.dsn.parse().map_err(|_| {
-            // The parser's message may quote the DSN, and with it a password.
-            Error::invalid(
-                "invalid DSN: expected postgresql://user:password@host:port/dbname or key=value pairs",
-            )
-        })?;
-        if pg.get_application_name().is_none() {
-            pg.application_name("dynamic-streams");
-        }
-        // Every statement is a cached prepared statement whose best plan does not depend on
-        // its values (key index lookups, then primary-key fetches): plan once per connection
-        // instead of once per call. Measured: about a third of a query's time at 100k events.
-        let options = match pg.get_options() {
-            Some(given) => format!("{given} -c plan_cache_mode=force_generic_plan"),
-            None => "-c plan_cache_mode=force_generic_plan".to_owned(),
-        };
-        pg.options(options);
-        if let (Some(t), None) = (config.timeout, pg.get_connect_timeout()) {
-            pg.connect_timeout(t);
-        }
         if !(1..=MAX_POOL_SIZE).contains(&config.pool_size) {
             return Err(Error::invalid(format!(
                 "pool_size must be between 1 and {MAX_POOL_SIZE}"
             )));
         }
-        let manager = Manager::from_config(
-            pg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(config.pool_size)
-            // The most recently used connection first: its backend's caches are warm, and idle
-            // connections beyond what the load needs stay idle.
-            .queue_mode(QueueMode::Lifo)
-            .build()
-            .map_err(|e| Error::invalid(format!("cannot build the connection pool: {e}")))?;
+        let primary = pool(&config.dsn, config.pool_size, config.timeout)?;
+        let replica = config
+            .replica_dsn
+            .as_deref()
+            .map(|dsn| pool(dsn, config.pool_size, config.timeout))
+            .transpose()?;
         Ok(Self {
-            pool,
+            pool: primary,
+            replica,
             snapshots: config
                 .snapshot_table
                 .unwrap_or_else(|| config.table.snapshots()),
@@ -225,6 +253,9 @@ impl EventStore {
     /// Closes the pool: open connections are dropped, later calls fail with [`Error::Closed`].
     pub fn close(&self) {
         self.pool.close();
+        if let Some(replica) = &self.replica {
+            replica.close();
+        }
     }
 
     pub fn is_closed(&self) -> bool {
@@ -251,6 +282,23 @@ impl EventStore {
         Ok(Conn {
             obj: Some(self.pool.get().await?),
         })
+    }
+
+    /// A replica connection for an eventual read; `None` when there is no replica or it
+    /// cannot be reached right now (the read falls back to the primary).
+    async fn replica_conn(&self, consistency: Consistency) -> Result<Option<Conn>> {
+        let Some(replica) = self
+            .replica
+            .as_ref()
+            .filter(|_| consistency == Consistency::Eventual)
+        else {
+            return Ok(None);
+        };
+        match replica.get().await {
+            Ok(obj) => Ok(Some(Conn { obj: Some(obj) })),
+            Err(deadpool_postgres::PoolError::Closed) => Err(Error::Closed),
+            Err(_) => Ok(None),
+        }
     }
 
     /// Creates the table and its indexes if they do not exist. Safe to run concurrently.
@@ -320,6 +368,7 @@ impl EventStore {
         &self,
         projection_type: &str,
         filter_hash: &str,
+        consistency: Consistency,
         timeout: Option<Duration>,
     ) -> Result<Option<Snapshot>> {
         snapshot_key(projection_type, filter_hash)?;
@@ -328,7 +377,10 @@ impl EventStore {
             SqlParam::Text(filter_hash.to_owned()),
         ];
         self.timed(timeout, async {
-            let conn = self.conn().await?;
+            let conn = match self.replica_conn(consistency).await? {
+                Some(conn) => conn,
+                None => self.conn().await?,
+            };
             let client = conn.client()?;
             let stmt = client
                 .prepare_cached(&sql::load_snapshot(&self.snapshots))
@@ -393,21 +445,40 @@ impl EventStore {
     }
 
     /// The events matching `filter`, in sequence order, with the highest sequence number.
-    pub async fn query(&self, filter: &Filter, timeout: Option<Duration>) -> Result<QueryResult> {
+    pub async fn query(
+        &self,
+        filter: &Filter,
+        consistency: Consistency,
+        timeout: Option<Duration>,
+    ) -> Result<QueryResult> {
         let (select, select_params) = sql::query(&self.table, filter);
-        let locks = lock_params(guard::for_query(&self.table, filter));
         self.timed(timeout, async {
-            let conn = self.conn().await?;
-            let client = conn.client()?;
-            let rows =
-                in_locked_transaction(client, "BEGIN READ ONLY", &locks, &select, &select_params)
-                    .await?;
-            conn.release();
+            let (rows, from_replica) = if let Some(conn) = self.replica_conn(consistency).await? {
+                let client = conn.client()?;
+                let stmt = client.prepare_cached(&select).await?;
+                let rows = client.query(&stmt, &params(&select_params)).await?;
+                conn.release();
+                (rows, true)
+            } else {
+                let locks = lock_params(guard::for_query(&self.table, filter));
+                let conn = self.conn().await?;
+                let rows = in_locked_transaction(
+                    conn.client()?,
+                    "BEGIN READ ONLY",
+                    &locks,
+                    &select,
+                    &select_params,
+                )
+                .await?;
+                conn.release();
+                (rows, false)
+            };
             let events = rows.iter().map(recorded).collect::<Result<Vec<_>>>()?;
             let max_sequence_number = events.last().map_or(0, |e| e.sequence_number);
             Ok(QueryResult {
                 events,
                 max_sequence_number,
+                from_replica,
             })
         })
         .await

@@ -5,6 +5,7 @@ by the same filter: the append fails with :class:`ConcurrencyConflictError` if a
 matching the filter was stored in between, even under heavy concurrency.
 """
 
+from dynamic_streams.consistency import Consistency, eventual_consistency, strong_consistency
 from dynamic_streams.errors import (
     ConcurrencyConflictError,
     DatabaseError,
@@ -20,12 +21,14 @@ from dynamic_streams.errors import (
 from dynamic_streams.events import Event, JsonObject, QueryResult, RecordedEvent
 from dynamic_streams.filter import EventFilter, FilterBuilder, P, Predicate, build_event_filter
 from dynamic_streams.snapshots import Snapshot, project, project_async
-from dynamic_streams.store import DSN_ENV, AsyncEventStore, EventStore
+from dynamic_streams.store import DSN_ENV, REPLICA_DSN_ENV, AsyncEventStore, EventStore
 
 __all__ = [
     "DSN_ENV",
+    "REPLICA_DSN_ENV",
     "AsyncEventStore",
     "ConcurrencyConflictError",
+    "Consistency",
     "DataError",
     "DatabaseError",
     "Error",
@@ -46,6 +49,8 @@ __all__ = [
     "RecordedEvent",
     "Snapshot",
     "build_event_filter",
+    "eventual_consistency",
     "project",
     "project_async",
+    "strong_consistency",
 ]

@@ -45,6 +45,7 @@ class EventStore:
         pool_size: int = 10,
         timeout: float | None = ...,
         snapshot_table: str | None = None,
+        replica_dsn: str | None = None,
     ) -> EventStore: ...
     @property
     def snapshot_table(self) -> str: ...
@@ -57,7 +58,11 @@ class EventStore:
         timeout: float | None = None,
     ) -> bool: ...
     def load_snapshot(
-        self, projection_type: str, filter_hash: str, timeout: float | None = None
+        self,
+        projection_type: str,
+        filter_hash: str,
+        timeout: float | None = None,
+        eventual: bool = False,
     ) -> _SnapshotRow | None: ...
     def delete_snapshot(
         self, projection_type: str, filter_hash: str, timeout: float | None = None
@@ -71,7 +76,11 @@ class EventStore:
         timeout: float | None = None,
     ) -> Awaitable[bool]: ...
     def load_snapshot_async(
-        self, projection_type: str, filter_hash: str, timeout: float | None = None
+        self,
+        projection_type: str,
+        filter_hash: str,
+        timeout: float | None = None,
+        eventual: bool = False,
     ) -> Awaitable[_SnapshotRow | None]: ...
     def delete_snapshot_async(
         self, projection_type: str, filter_hash: str, timeout: float | None = None
@@ -84,8 +93,8 @@ class EventStore:
     def create_schema(self, timeout: float | None = None) -> None: ...
     def drop_table(self, timeout: float | None = None) -> None: ...
     def query(
-        self, filter: Filter, timeout: float | None = None
-    ) -> tuple[list[_EventRow], int]: ...
+        self, filter: Filter, timeout: float | None = None, eventual: bool = False
+    ) -> tuple[list[_EventRow], int, bool]: ...
     def append(
         self,
         filter: Filter,
@@ -95,8 +104,8 @@ class EventStore:
     ) -> list[int]: ...
     def create_schema_async(self, timeout: float | None = None) -> Awaitable[None]: ...
     def query_async(
-        self, filter: Filter, timeout: float | None = None
-    ) -> Awaitable[tuple[list[_EventRow], int]]: ...
+        self, filter: Filter, timeout: float | None = None, eventual: bool = False
+    ) -> Awaitable[tuple[list[_EventRow], int, bool]]: ...
     def append_async(
         self,
         filter: Filter,

@@ -53,10 +53,11 @@ _instruments = _Instruments() if _trace is not None else None
 class Outcome:
     """What the operation reports back: how many events it read or stored."""
 
-    __slots__ = ("events",)
+    __slots__ = ("events", "from_replica")
 
     def __init__(self) -> None:
         self.events = 0
+        self.from_replica = False
 
 
 def _log_failure(operation: str, table: str, elapsed: float, err: Error) -> None:
@@ -120,6 +121,7 @@ def observe(operation: str, table: str, sql: Any = None, *, events: int = 0) -> 
         attributes["dcb.conflict"] = conflict
         if _instruments is not None and span is not None:
             span.set_attribute("dcb.events", outcome.events)
+            span.set_attribute("dcb.database", "replica" if outcome.from_replica else "primary")
             span.set_attribute("dcb.conflict", conflict)
             if failure is not None and not conflict:
                 span.record_exception(failure)

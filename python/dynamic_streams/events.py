@@ -123,6 +123,5 @@ class QueryResult:
         return len(self.events)
 
     @classmethod
-    def _from_native(cls, result: tuple[list[_native._EventRow], int]) -> QueryResult:
-        rows, max_seq = result
-        return cls(list(map(RecordedEvent._make, rows)), max_seq)
+    def _from_rows(cls, rows: list[_native._EventRow], max_sequence_number: int) -> QueryResult:
+        return cls(list(map(RecordedEvent._make, rows)), max_sequence_number)

@@ -13,15 +13,19 @@ from typing import Any
 
 from dynamic_streams import _native
 from dynamic_streams._observe import observe
+from dynamic_streams.consistency import Consistency, wants_eventual
 from dynamic_streams.errors import InvalidInputError
 from dynamic_streams.events import Event, QueryResult
 from dynamic_streams.filter import EventFilter
 from dynamic_streams.snapshots import Snapshot, _check_key, _encode
 
-__all__ = ["DSN_ENV", "AsyncEventStore", "EventStore"]
+__all__ = ["DSN_ENV", "REPLICA_DSN_ENV", "AsyncEventStore", "EventStore"]
 
 DSN_ENV = "DYNAMIC_STREAMS_DSN"
 """The environment variable read for the DSN when none is passed."""
+
+REPLICA_DSN_ENV = "DYNAMIC_STREAMS_REPLICA_DSN"
+"""The environment variable read for the replica's DSN when none is passed."""
 
 
 def _dsn(dsn: str | None) -> str:
@@ -64,8 +68,13 @@ class _StoreBase:
         pool_size: int = 10,
         timeout: float | None = 30.0,
         snapshot_table: str | None = None,
+        replica_dsn: str | None = None,
     ) -> None:
-        self._native = _native.EventStore(_dsn(dsn), table, pool_size, timeout, snapshot_table)
+        if replica_dsn is None:
+            replica_dsn = os.environ.get(REPLICA_DSN_ENV) or None
+        self._native = _native.EventStore(
+            _dsn(dsn), table, pool_size, timeout, snapshot_table, replica_dsn
+        )
         self._table = table
 
     @property
@@ -109,11 +118,22 @@ class EventStore(_StoreBase):
         """Create the table and its indexes if they do not exist (safe to run concurrently)."""
         self._native.create_schema(timeout)
 
-    def query(self, filter: EventFilter, *, timeout: float | None = None) -> QueryResult:
-        """The events matching ``filter`` in sequence order, and the highest sequence number."""
-        native = _check_filter(filter)
+    def query(
+        self,
+        filter: EventFilter,
+        *,
+        timeout: float | None = None,
+        consistency: Consistency | None = None,
+    ) -> QueryResult:
+        """The events matching ``filter`` in sequence order, and the highest sequence number.
+
+        ``consistency="eventual"`` (or an :func:`eventual_consistency` block) reads from the
+        replica when one is configured; decisions must read strongly (the default).
+        """
+        native, eventual = _check_filter(filter), wants_eventual(consistency)
         with observe("query", self._table, lambda: filter.to_sql(self._table)[0]) as out:
-            result = QueryResult._from_native(self._native.query(native, timeout))
+            rows, max_seq, out.from_replica = self._native.query(native, timeout, eventual)
+            result = QueryResult._from_rows(rows, max_seq)
             out.events = len(result.events)
         return result
 
@@ -157,12 +177,18 @@ class EventStore(_StoreBase):
             )
 
     def load_snapshot(
-        self, projection_type: str, filter_hash: str, *, timeout: float | None = None
+        self,
+        projection_type: str,
+        filter_hash: str,
+        *,
+        timeout: float | None = None,
+        consistency: Consistency | None = None,
     ) -> Snapshot | None:
-        """The snapshot, or None when there is none."""
+        """The snapshot, or None when there is none (``consistency`` as for :meth:`query`)."""
         _check_key(projection_type, filter_hash)
+        eventual = wants_eventual(consistency)
         with observe("load_snapshot", self._table):
-            row = self._native.load_snapshot(projection_type, filter_hash, timeout)
+            row = self._native.load_snapshot(projection_type, filter_hash, timeout, eventual)
         return None if row is None else Snapshot(projection_type, filter_hash, *row)
 
     def delete_snapshot(
@@ -199,11 +225,21 @@ class AsyncEventStore(_StoreBase):
         """Create the table and its indexes if they do not exist (safe to run concurrently)."""
         await self._native.create_schema_async(timeout)
 
-    async def query(self, filter: EventFilter, *, timeout: float | None = None) -> QueryResult:
-        """The events matching ``filter`` in sequence order, and the highest sequence number."""
-        native = _check_filter(filter)
+    async def query(
+        self,
+        filter: EventFilter,
+        *,
+        timeout: float | None = None,
+        consistency: Consistency | None = None,
+    ) -> QueryResult:
+        """The events matching ``filter`` in sequence order, and the highest sequence number;
+        see :meth:`EventStore.query` for ``consistency``."""
+        native, eventual = _check_filter(filter), wants_eventual(consistency)
         with observe("query", self._table, lambda: filter.to_sql(self._table)[0]) as out:
-            result = QueryResult._from_native(await self._native.query_async(native, timeout))
+            rows, max_seq, out.from_replica = await self._native.query_async(
+                native, timeout, eventual
+            )
+            result = QueryResult._from_rows(rows, max_seq)
             out.events = len(result.events)
         return result
 
@@ -247,12 +283,20 @@ class AsyncEventStore(_StoreBase):
         return saved
 
     async def load_snapshot(
-        self, projection_type: str, filter_hash: str, *, timeout: float | None = None
+        self,
+        projection_type: str,
+        filter_hash: str,
+        *,
+        timeout: float | None = None,
+        consistency: Consistency | None = None,
     ) -> Snapshot | None:
-        """The snapshot, or None when there is none."""
+        """The snapshot, or None when there is none (``consistency`` as for :meth:`query`)."""
         _check_key(projection_type, filter_hash)
+        eventual = wants_eventual(consistency)
         with observe("load_snapshot", self._table):
-            row = await self._native.load_snapshot_async(projection_type, filter_hash, timeout)
+            row = await self._native.load_snapshot_async(
+                projection_type, filter_hash, timeout, eventual
+            )
         return None if row is None else Snapshot(projection_type, filter_hash, *row)
 
     async def delete_snapshot(

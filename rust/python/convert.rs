@@ -99,7 +99,7 @@ fn event<'py>(py: Python<'py>, e: &RecordedEvent) -> PyResult<Bound<'py, PyTuple
 }
 
 /// A query result for Python: `([(sequence_number, occurred_at, event_type, payload,
-/// metadata), ...], max_sequence_number)`.
+/// metadata), ...], max_sequence_number, from_replica)`.
 pub struct Rows(pub QueryResult);
 
 impl<'py> IntoPyObject<'py> for Rows {
@@ -117,6 +117,9 @@ impl<'py> IntoPyObject<'py> for Rows {
             [
                 events.into_any(),
                 self.0.max_sequence_number.into_pyobject(py)?.into_any(),
+                pyo3::types::PyBool::new(py, self.0.from_replica)
+                    .to_owned()
+                    .into_any(),
             ],
         )
     }

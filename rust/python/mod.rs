@@ -24,7 +24,7 @@ use crate::filter::{
     Bound as CoreBound, Filter as CoreFilter, FilterItem, Predicate, PredicateGroup, PredicateValue,
 };
 use crate::sql::TableName;
-use crate::store::{EventStore as CoreStore, StoreConfig};
+use crate::store::{Consistency, EventStore as CoreStore, StoreConfig};
 use convert::{Rows, SnapshotRow};
 
 /// One class of the facade's `dynamic_streams.errors`, imported on first use.
@@ -383,7 +383,7 @@ impl EventStore {
 #[pymethods]
 impl EventStore {
     #[new]
-    #[pyo3(signature = (dsn, table="events", pool_size=10, timeout=Some(30.0), snapshot_table=None))]
+    #[pyo3(signature = (dsn, table="events", pool_size=10, timeout=Some(30.0), snapshot_table=None, replica_dsn=None))]
     fn new(
         py: Python<'_>,
         dsn: String,
@@ -391,6 +391,7 @@ impl EventStore {
         pool_size: usize,
         timeout: Option<f64>,
         snapshot_table: Option<&str>,
+        replica_dsn: Option<String>,
     ) -> PyResult<Self> {
         let table = TableName::parse(table).map_err(|e| to_py(py, e))?;
         let snapshot_table = snapshot_table
@@ -404,6 +405,7 @@ impl EventStore {
             pool_size,
             timeout,
             snapshot_table,
+            replica_dsn,
         })
         .map_err(|e| to_py(py, e))?;
         Ok(Self {
@@ -471,18 +473,24 @@ impl EventStore {
         })
     }
 
-    #[pyo3(signature = (projection_type, filter_hash, timeout=None))]
+    #[pyo3(signature = (projection_type, filter_hash, timeout=None, eventual=false))]
     fn load_snapshot(
         &self,
         py: Python<'_>,
         projection_type: String,
         filter_hash: String,
         timeout: Option<f64>,
+        eventual: bool,
     ) -> PyResult<Option<SnapshotRow>> {
         let (store, timeout) = (self.store(py)?, seconds(py, timeout)?);
         wait(py, async move {
             store
-                .load_snapshot(&projection_type, &filter_hash, timeout)
+                .load_snapshot(
+                    &projection_type,
+                    &filter_hash,
+                    consistency(eventual),
+                    timeout,
+                )
                 .await
                 .map(|s| s.map(SnapshotRow))
         })
@@ -532,18 +540,24 @@ impl EventStore {
         })
     }
 
-    #[pyo3(signature = (projection_type, filter_hash, timeout=None))]
+    #[pyo3(signature = (projection_type, filter_hash, timeout=None, eventual=false))]
     fn load_snapshot_async<'py>(
         &self,
         py: Python<'py>,
         projection_type: String,
         filter_hash: String,
         timeout: Option<f64>,
+        eventual: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (store, timeout) = (self.store(py)?, seconds(py, timeout)?);
         awaitable(py, async move {
             store
-                .load_snapshot(&projection_type, &filter_hash, timeout)
+                .load_snapshot(
+                    &projection_type,
+                    &filter_hash,
+                    consistency(eventual),
+                    timeout,
+                )
                 .await
                 .map(|s| s.map(SnapshotRow))
         })
@@ -572,17 +586,25 @@ impl EventStore {
         wait(py, async move { store.drop_table(timeout).await })
     }
 
-    #[pyo3(signature = (filter, timeout=None))]
-    fn query(&self, py: Python<'_>, filter: &Filter, timeout: Option<f64>) -> PyResult<Rows> {
+    #[pyo3(signature = (filter, timeout=None, eventual=false))]
+    fn query(
+        &self,
+        py: Python<'_>,
+        filter: &Filter,
+        timeout: Option<f64>,
+        eventual: bool,
+    ) -> PyResult<Rows> {
         let (store, timeout, filter) = (
             self.store(py)?,
             seconds(py, timeout)?,
             Arc::clone(&filter.inner),
         );
-        wait(
-            py,
-            async move { store.query(&filter, timeout).await.map(Rows) },
-        )
+        wait(py, async move {
+            store
+                .query(&filter, consistency(eventual), timeout)
+                .await
+                .map(Rows)
+        })
     }
 
     #[pyo3(signature = (filter, expected_max_sequence_number, events, timeout=None))]
@@ -617,22 +639,25 @@ impl EventStore {
         awaitable(py, async move { store.create_schema(timeout).await })
     }
 
-    #[pyo3(signature = (filter, timeout=None))]
+    #[pyo3(signature = (filter, timeout=None, eventual=false))]
     fn query_async<'py>(
         &self,
         py: Python<'py>,
         filter: &Filter,
         timeout: Option<f64>,
+        eventual: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (store, timeout, filter) = (
             self.store(py)?,
             seconds(py, timeout)?,
             Arc::clone(&filter.inner),
         );
-        awaitable(
-            py,
-            async move { store.query(&filter, timeout).await.map(Rows) },
-        )
+        awaitable(py, async move {
+            store
+                .query(&filter, consistency(eventual), timeout)
+                .await
+                .map(Rows)
+        })
     }
 
     #[pyo3(signature = (filter, expected_max_sequence_number, events, timeout=None))]
@@ -665,6 +690,14 @@ fn index_keys(py: Python<'_>, table: &str, payload_json: &str) -> PyResult<Vec<i
     let table = TableName::parse(table).map_err(|e| to_py(py, e))?;
     let event = CoreEvent::new("_", payload_json, None, Some(0)).map_err(|e| to_py(py, e))?;
     Ok(crate::guard::index_keys(&table, event.payload()))
+}
+
+fn consistency(eventual: bool) -> Consistency {
+    if eventual {
+        Consistency::Eventual
+    } else {
+        Consistency::Strong
+    }
 }
 
 /// Snapshot data arrives as JSON text; anything JSON is allowed.
