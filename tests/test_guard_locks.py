@@ -118,3 +118,39 @@ def test_a_timeout_cancels_the_statement_on_the_server(
     # Nothing was stored, and the same store goes on working.
     assert len(event_store.query(EVERYTHING)) == 0
     assert event_store.append(EVERYTHING, 0, Event("Lent", BOOK)) != []
+
+
+def test_cancelling_an_asyncio_task_cancels_the_statement_on_the_server(
+    event_store_dsn: str, event_store_table: str, writer: psycopg.Connection
+) -> None:
+    import asyncio
+
+    from dynamic_streams import AsyncEventStore
+
+    writer.execute(f'LOCK TABLE "{event_store_table}" IN ACCESS EXCLUSIVE MODE')
+
+    async def main() -> None:
+        async with AsyncEventStore(event_store_dsn, table=event_store_table, pool_size=1) as store:
+            for call in (store.query(EVERYTHING), store.append(EVERYTHING, 0, Event("Lent", BOOK))):
+                task = asyncio.ensure_future(call)
+                await asyncio.sleep(0.3)  # blocked behind the table lock
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            with psycopg.connect(event_store_dsn, autocommit=True) as observer:
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline:
+                    (waiting,) = observer.execute(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE application_name = 'dynamic-streams' AND wait_event_type = 'Lock'"
+                    ).fetchone()  # type: ignore[misc]
+                    if waiting == 0:
+                        break
+                    await asyncio.sleep(0.05)
+                assert waiting == 0
+            writer.rollback()
+            # Nothing stored; the store (one connection in its pool) goes on working.
+            assert len(await store.query(EVERYTHING)) == 0
+            assert await store.append(EVERYTHING, 0, Event("Lent", BOOK)) == [1]
+
+    asyncio.run(main())

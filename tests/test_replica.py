@@ -70,7 +70,7 @@ def replica_dsn(event_store_dsn: str) -> Iterator[str]:
     bin_ = Path(POSTGRES_BIN_PATH)
     run = {"check": True, "capture_output": True, "preexec_fn": demote, "cwd": root}
     subprocess.run(
-        [bin_ / "pg_basebackup", "-D", data, "-R", "-X", "stream", "-h", socket_dir.split(",")[0], "-U", "postgres"],
+        [bin_ / "pg_basebackup", "-D", data, "-R", "-X", "stream", "--checkpoint=fast", "-h", socket_dir.split(",")[0], "-U", "postgres"],
         **run,
     )  # fmt: skip
     # Its own socket folder: the copy of the primary's folder holds the primary's socket lock.
