@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import subprocess
@@ -13,6 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 from dynamic_streams import (
+    AsyncEventStore,
     ConcurrencyConflictError,
     Event,
     EventStore,
@@ -116,14 +118,38 @@ def test_spans_and_metrics(
             event_store.query(FILTER, timeout=0.3)
         blocker.rollback()
 
+    with (
+        EventStore(event_store_dsn, table="no_such_table") as missing,
+        pytest.raises(ProgrammingError),
+    ):
+        missing.query(FILTER)
+
+    async def cancelled() -> None:
+        async with AsyncEventStore(event_store_dsn, table=table) as store:
+            with psycopg.connect(event_store_dsn) as blocker:
+                blocker.execute(f'LOCK TABLE "{table}" IN ACCESS EXCLUSIVE MODE')
+                task = asyncio.ensure_future(store.query(FILTER))
+                await asyncio.sleep(0.2)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                blocker.rollback()
+            assert len(await store.query(FILTER)) == 1
+
+    asyncio.run(cancelled())
+    assert sum(p.value for p in points(reader, "dcb.errors", "no_such_table")) == 1
+    assert sum(p.value for p in points(reader, "dcb.cancellations", table)) == 1
+
     mine = [s for s in spans.get_finished_spans() if s.attributes.get("dcb.table") == table]
     assert [s.name for s in mine] == [
         "dynamic_streams.append",
         "dynamic_streams.query",
         "dynamic_streams.append",
         "dynamic_streams.query",
+        "dynamic_streams.query",  # the cancelled one, from the asyncio store
+        "dynamic_streams.query",
     ]
-    first, query, conflict, timed_out = mine
+    first, query, conflict, timed_out, cancelled_span, async_query = mine
     assert first.kind == trace.SpanKind.CLIENT
     expected = {
         "dcb.operation": "append",
@@ -135,12 +161,14 @@ def test_spans_and_metrics(
     assert (query.attributes["dcb.events"], query.status.is_ok) == (1, True)
     assert conflict.attributes["dcb.conflict"] is True and conflict.status.is_unset
     assert timed_out.status.status_code == trace.StatusCode.ERROR
+    assert cancelled_span.status.status_code == trace.StatusCode.ERROR
+    assert async_query.attributes["dcb.events"] == 1
 
     assert sum(p.value for p in points(reader, "dcb.events.appended", table)) == 2
-    assert sum(p.value for p in points(reader, "dcb.events.queried", table)) == 1
+    assert sum(p.value for p in points(reader, "dcb.events.queried", table)) == 2
     assert sum(p.value for p in points(reader, "dcb.conflicts", table)) == 1
     assert sum(p.value for p in points(reader, "dcb.timeouts", table)) == 1
-    assert sum(p.count for p in points(reader, "dcb.operation.duration", table)) == 4
+    assert sum(p.count for p in points(reader, "dcb.operation.duration", table)) == 6
 
 
 def test_without_opentelemetry_the_store_works(

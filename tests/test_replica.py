@@ -143,7 +143,9 @@ def test_eventual_reads_go_to_the_replica_and_strong_reads_to_the_primary(
         store.append(EVERYTHING, 0, Event("Lent", {"BookID": "b1"}))
         assert len(store.query(EVERYTHING)) == 1
         assert len(store.query(EVERYTHING, consistency="strong")) == 1
-        assert len(store.query(EVERYTHING, consistency="eventual")) == 0  # the paused replica
+        eventual = store.query(EVERYTHING, consistency="eventual")
+        assert (len(eventual), eventual.from_replica) == (0, True)  # the paused replica
+        assert store.query(EVERYTHING).from_replica is False
         store.save_snapshot("p", "h", 1, {"n": 1})
         assert store.load_snapshot("p", "h", consistency="eventual") is None
         assert store.load_snapshot("p", "h") is not None
@@ -208,7 +210,9 @@ def test_without_a_replica_eventual_reads_use_the_primary(
             seen = store.query(EVERYTHING).max_sequence_number
             store.append(EVERYTHING, seen, Event("Lent", {"replica": str(replica)}))
             with eventual_consistency():
-                assert store.query(EVERYTHING).events[-1].payload == {"replica": str(replica)}
+                result = store.query(EVERYTHING)
+            assert result.events[-1].payload == {"replica": str(replica)}
+            assert result.from_replica is False
 
 
 def test_appends_always_go_to_the_primary(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from datetime import datetime, timezone
 from typing import Any
@@ -69,7 +70,8 @@ def test_different_filters_and_projections_keep_separate_snapshots(store: Any) -
 
 
 def test_a_large_snapshot_round_trips(store: Any) -> None:
-    data = {"readers": {f"reader-{i}": [f"book-{i}-{j}" for j in range(5)] for i in range(5000)}}
+    data = {"readers": {f"reader-{i}": [f"book-{i}-{j}" for j in range(5)] for i in range(8000)}}
+    assert len(json.dumps(data)) > 500_000
     store.save_snapshot("big", BOOKS.hash(), 1, data)
     assert store.load_snapshot("big", BOOKS.hash()).data == data
 

@@ -115,6 +115,8 @@ class QueryResult:
 
     events: list[RecordedEvent]
     max_sequence_number: int
+    from_replica: bool = False
+    """Whether a read replica answered (an eventual read; see :mod:`dynamic_streams.consistency`)."""
 
     def __iter__(self) -> Iterator[RecordedEvent]:
         return iter(self.events)
@@ -123,5 +125,7 @@ class QueryResult:
         return len(self.events)
 
     @classmethod
-    def _from_rows(cls, rows: list[_native._EventRow], max_sequence_number: int) -> QueryResult:
-        return cls(list(map(RecordedEvent._make, rows)), max_sequence_number)
+    def _from_rows(
+        cls, rows: list[_native._EventRow], max_sequence_number: int, from_replica: bool
+    ) -> QueryResult:
+        return cls(list(map(RecordedEvent._make, rows)), max_sequence_number, from_replica)

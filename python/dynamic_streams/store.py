@@ -132,8 +132,8 @@ class EventStore(_StoreBase):
         """
         native, eventual = _check_filter(filter), wants_eventual(consistency)
         with observe("query", self._table, lambda: filter.to_sql(self._table)[0]) as out:
-            rows, max_seq, out.from_replica = self._native.query(native, timeout, eventual)
-            result = QueryResult._from_rows(rows, max_seq)
+            result = QueryResult._from_rows(*self._native.query(native, timeout, eventual))
+            out.from_replica = result.from_replica
             out.events = len(result.events)
         return result
 
@@ -236,10 +236,10 @@ class AsyncEventStore(_StoreBase):
         see :meth:`EventStore.query` for ``consistency``."""
         native, eventual = _check_filter(filter), wants_eventual(consistency)
         with observe("query", self._table, lambda: filter.to_sql(self._table)[0]) as out:
-            rows, max_seq, out.from_replica = await self._native.query_async(
-                native, timeout, eventual
+            result = QueryResult._from_rows(
+                *await self._native.query_async(native, timeout, eventual)
             )
-            result = QueryResult._from_rows(rows, max_seq)
+            out.from_replica = result.from_replica
             out.events = len(result.events)
         return result
 
