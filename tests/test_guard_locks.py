@@ -51,6 +51,20 @@ def begin_write(conn: psycopg.Connection, table: str, payload: dict[str, str]) -
         conn.execute(f'INSERT INTO "{table}_keys" VALUES (%s, %s)', (key, seq))
 
 
+def waiting_backends(dsn: str) -> int:
+    """Backends of this library waiting on a lock, once they stop (5 s at most)."""
+    with psycopg.connect(dsn, autocommit=True) as observer:
+        deadline = time.monotonic() + 5
+        while True:
+            (waiting,) = observer.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE application_name = 'dynamic-streams' AND wait_event_type = 'Lock'"
+            ).fetchone()  # type: ignore[misc]
+            if waiting == 0 or time.monotonic() > deadline:
+                return int(waiting)
+            time.sleep(0.05)
+
+
 def test_a_query_waits_for_an_in_flight_writer_of_a_matching_event(
     event_store: EventStore, writer: psycopg.Connection
 ) -> None:
@@ -103,17 +117,7 @@ def test_a_timeout_cancels_the_statement_on_the_server(
     with pytest.raises(OperationTimeoutError):
         event_store.append(EVERYTHING, 0, Event("Lent", BOOK), timeout=0.5)
     # The server stops the work: no backend of the library waits on the lock any more.
-    with psycopg.connect(writer.info.dsn, autocommit=True) as observer:
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            (waiting,) = observer.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE application_name = 'dynamic-streams' AND wait_event_type = 'Lock'"
-            ).fetchone()  # type: ignore[misc]
-            if waiting == 0:
-                break
-            time.sleep(0.05)
-        assert waiting == 0
+    assert waiting_backends(writer.info.dsn) == 0
     writer.rollback()
     # Nothing was stored, and the same store goes on working.
     assert len(event_store.query(EVERYTHING)) == 0
@@ -137,17 +141,7 @@ def test_cancelling_an_asyncio_task_cancels_the_statement_on_the_server(
                 task.cancel()
                 with pytest.raises(asyncio.CancelledError):
                     await task
-            with psycopg.connect(event_store_dsn, autocommit=True) as observer:
-                deadline = time.monotonic() + 5
-                while time.monotonic() < deadline:
-                    (waiting,) = observer.execute(
-                        "SELECT count(*) FROM pg_stat_activity "
-                        "WHERE application_name = 'dynamic-streams' AND wait_event_type = 'Lock'"
-                    ).fetchone()  # type: ignore[misc]
-                    if waiting == 0:
-                        break
-                    await asyncio.sleep(0.05)
-                assert waiting == 0
+            assert waiting_backends(event_store_dsn) == 0
             writer.rollback()
             # Nothing stored; the store (one connection in its pool) goes on working.
             assert len(await store.query(EVERYTHING)) == 0
