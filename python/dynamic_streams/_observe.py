@@ -48,6 +48,21 @@ class _Instruments:
 
 
 _instruments = _Instruments() if _trace is not None else None
+# The API's placeholder until a meter provider is set; not public, so found defensively
+# (if it moves, telemetry is treated as on, which only costs time).
+_PROXY_METER_PROVIDER: Any = getattr(
+    getattr(_metrics, "_internal", None), "_ProxyMeterProvider", ()
+)
+
+
+def _telemetry_on() -> bool:
+    """Whether the application has set a tracer or meter provider: until it does, the API's
+    no-op spans would cost time for nothing."""
+    if _instruments is None:
+        return False
+    return not isinstance(_trace.get_tracer_provider(), _trace.ProxyTracerProvider) or (
+        not isinstance(_metrics.get_meter_provider(), _PROXY_METER_PROVIDER)
+    )
 
 
 class Outcome:
@@ -76,7 +91,7 @@ def observe(operation: str, table: str, sql: Any = None, *, events: int = 0) -> 
     """Wraps one operation; ``sql`` is a callable giving its SQL, called only for DEBUG logs."""
     outcome = Outcome()
     outcome.events = events
-    if _instruments is None and not logger.isEnabledFor(logging.INFO):
+    if not _telemetry_on() and not logger.isEnabledFor(logging.INFO):
         # The common case: nothing to record unless it fails.
         started = time.perf_counter()
         try:
@@ -101,7 +116,7 @@ def observe(operation: str, table: str, sql: Any = None, *, events: int = 0) -> 
             record_exception=False,
             set_status_on_exception=False,
         )
-        if _instruments is not None
+        if _instruments is not None and _telemetry_on()
         else None
     )
     span = span_cm.__enter__() if span_cm is not None else None
@@ -119,7 +134,7 @@ def observe(operation: str, table: str, sql: Any = None, *, events: int = 0) -> 
         timed_out = isinstance(failure, OperationTimeoutError)
         attributes["dcb.events"] = outcome.events
         attributes["dcb.conflict"] = conflict
-        if _instruments is not None and span is not None:
+        if _instruments is not None and span_cm is not None and span is not None:
             span.set_attribute("dcb.events", outcome.events)
             span.set_attribute("dcb.database", "replica" if outcome.from_replica else "primary")
             span.set_attribute("dcb.conflict", conflict)
