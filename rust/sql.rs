@@ -568,13 +568,19 @@ mod tests {
 
     #[test]
     fn initdb_holds_the_same_ddl() {
-        let file = include_str!("../initdb/001_events.sql");
-        let body: String = file
-            .lines()
-            .skip_while(|l| l.starts_with("--"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        assert_eq!(body.trim(), create_schema(&table()).trim());
+        let body = |file: &str| {
+            file.lines()
+                .skip_while(|l| l.starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let events = include_str!("../initdb/001_events.sql");
+        assert_eq!(body(events).trim(), create_schema(&table()).trim());
+        let snapshots = include_str!("../initdb/002_snapshots.sql");
+        assert_eq!(
+            body(snapshots).trim(),
+            create_snapshots(&table().snapshots()).trim()
+        );
     }
 
     #[test]

@@ -36,11 +36,16 @@ def _dsn(dsn: str | None) -> str:
     return dsn
 
 
+def _check_filter(filter: EventFilter) -> Any:
+    if not isinstance(filter, EventFilter):
+        raise TypeError(f"expected an EventFilter, got {type(filter).__name__}")
+    return filter._native
+
+
 def _check_append(
     filter: EventFilter, expected: int, events: tuple[Event, ...]
 ) -> tuple[Any, list[Any]]:
-    if not isinstance(filter, EventFilter):
-        raise TypeError(f"expected an EventFilter, got {type(filter).__name__}")
+    native_filter = _check_filter(filter)
     if isinstance(expected, bool) or not isinstance(expected, int):
         raise TypeError("expected_max_sequence_number must be an int")
     if not events:
@@ -48,13 +53,7 @@ def _check_append(
     for e in events:
         if not isinstance(e, Event):
             raise TypeError(f"expected Event instances, got {type(e).__name__}")
-    return filter._native, [e._native for e in events]
-
-
-def _check_filter(filter: EventFilter) -> Any:
-    if not isinstance(filter, EventFilter):
-        raise TypeError(f"expected an EventFilter, got {type(filter).__name__}")
-    return filter._native
+    return native_filter, [e._native for e in events]
 
 
 class _StoreBase:
