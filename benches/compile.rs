@@ -1,39 +1,19 @@
 //! Pure-engine costs with no database: building a filter, compiling it to SQL, and deriving
 //! the guard's lock keys, for the lending use case's filter (six types, two predicates).
 
+mod common;
+
+use common::lending_filter;
 use criterion::{criterion_group, criterion_main, Criterion};
-use dynamic_streams::filter::{Predicate, PredicateGroup, PredicateValue};
-use dynamic_streams::{guard, sql, Bound, Filter, FilterItem, StorableEvent, TableName};
+use dynamic_streams::{guard, sql, StorableEvent, TableName};
 use std::hint::black_box;
 
-const TYPES: [&str; 6] = [
-    "BookCopyAddedToCirculation",
-    "BookCopyRemovedFromCirculation",
-    "ReaderRegistered",
-    "ReaderContractCanceled",
-    "BookCopyLentToReader",
-    "BookCopyReturnedByReader",
-];
-
-fn lending_filter() -> Filter {
-    let predicates = vec![
-        Predicate {
-            key: "BookID".into(),
-            value: PredicateValue::Str("0193a0c2-7f3e-7000-8000-000000000001".into()),
-        },
-        Predicate {
-            key: "ReaderID".into(),
-            value: PredicateValue::Str("0193a0c2-7f3e-7000-8000-000000000002".into()),
-        },
-    ];
-    let types = TYPES.iter().map(|t| (*t).to_string()).collect();
-    let item = FilterItem::new(types, Some(PredicateGroup::Any(predicates))).expect("valid item");
-    Filter::new(vec![item], Bound::None).expect("valid filter")
-}
+const BOOK: &str = "0193a0c2-7f3e-7000-8000-000000000001";
+const READER: &str = "0193a0c2-7f3e-7000-8000-000000000002";
 
 fn benches(c: &mut Criterion) {
     let table = TableName::parse("events").expect("valid table");
-    let filter = lending_filter();
+    let filter = lending_filter(BOOK, READER);
     let event = StorableEvent::new(
         "BookCopyLentToReader",
         r#"{"BookID":"0193a0c2-7f3e-7000-8000-000000000001","ReaderID":"0193a0c2-7f3e-7000-8000-000000000002"}"#,
@@ -43,7 +23,7 @@ fn benches(c: &mut Criterion) {
     .expect("valid event");
 
     c.bench_function("build lending filter", |b| {
-        b.iter(|| black_box(lending_filter()));
+        b.iter(|| black_box(lending_filter(BOOK, READER)));
     });
     c.bench_function("compile query", |b| {
         b.iter(|| black_box(sql::query(&table, black_box(&filter))));

@@ -6,36 +6,11 @@
 
 use std::time::Duration;
 
+mod common;
+
+use common::lending_filter;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use dynamic_streams::filter::{Predicate, PredicateGroup, PredicateValue};
-use dynamic_streams::{
-    Bound, Consistency, EventStore, Filter, FilterItem, StorableEvent, StoreConfig, TableName,
-};
-
-const TYPES: [&str; 6] = [
-    "BookCopyAddedToCirculation",
-    "BookCopyRemovedFromCirculation",
-    "ReaderRegistered",
-    "ReaderContractCanceled",
-    "BookCopyLentToReader",
-    "BookCopyReturnedByReader",
-];
-
-fn lending_filter(book: &str, reader: &str) -> Filter {
-    let predicates = vec![
-        Predicate {
-            key: "BookID".into(),
-            value: PredicateValue::Str(book.into()),
-        },
-        Predicate {
-            key: "ReaderID".into(),
-            value: PredicateValue::Str(reader.into()),
-        },
-    ];
-    let types = TYPES.iter().map(|t| (*t).to_string()).collect();
-    let item = FilterItem::new(types, Some(PredicateGroup::Any(predicates))).expect("valid item");
-    Filter::new(vec![item], Bound::None).expect("valid filter")
-}
+use dynamic_streams::{Consistency, EventStore, StorableEvent, StoreConfig, TableName};
 
 fn benches(c: &mut Criterion) {
     let (Ok(dsn), Ok(table)) = (
