@@ -286,11 +286,20 @@ def prime_eventsourcing(server: Server, events: int) -> str:
     return main
 
 
-def vacuum(server: Server) -> None:
-    """Every run starts from tidy tables: earlier runs' appends leave GIN pending lists and
-    unvacuumed pages behind, which would make the baselines slower run after run."""
+def settle(server: Server, sizes: list[int]) -> None:
+    """Every run starts from the same state: tidy tables (earlier runs' appends leave GIN
+    pending lists and unvacuumed pages behind, which would slow the baselines run after run),
+    and the measured stores' tables and indexes read into shared buffers, so that no
+    implementation pays first-touch reads the others were spared."""
     with psycopg.connect(server.dsn, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+        for size in sizes:
+            conn.execute(
+                "SELECT pg_prewarm(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relkind IN ('r', 'i') AND (n.nspname IN (%s, %s) OR c.relname LIKE %s)",
+                (f"bench_{size}", f"seed_{size}", f"es{size}\\_%"),
+            )
 
 
 # --- the implementations ---------------------------------------------------------------------
