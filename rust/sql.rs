@@ -457,6 +457,12 @@ pub fn compile(filter: &Filter, first: usize) -> Condition {
     }
 }
 
+/// Whether `filter`'s statements find their candidates through the key index (and so have
+/// one good plan whatever the values).
+pub fn uses_key_index(table: &TableName, filter: &Filter) -> bool {
+    guard::lookup(table, filter).is_some_and(|l| !l.keys.is_empty())
+}
+
 /// The query for `filter`: matching events in ascending sequence order.
 pub fn query(table: &TableName, filter: &Filter) -> (String, Vec<SqlParam>) {
     let mut c = Compiler::new(1);
@@ -732,6 +738,30 @@ mod tests {
         assert!(sql.contains("WHERE NOT EXISTS (SELECT 1 FROM \"events\" WHERE sequence_number > $5 AND event_type = $8)"), "{sql}");
         assert!(sql.contains("nextval('\"events_seq\"')"), "{sql}");
         assert_eq!(params, vec![SqlParam::Text("A".into())]);
+    }
+
+    #[test]
+    fn only_key_index_lookups_count_as_value_independent() {
+        let keyed =
+            FilterItem::new(types(&["A"]), Some(PredicateGroup::All(vec![p("k", "v")]))).unwrap();
+        let types_only = FilterItem::new(types(&["A"]), None).unwrap();
+        let bound = Bound::SequenceNumberAbove(3);
+        assert!(uses_key_index(
+            &table(),
+            &Filter::new(vec![keyed.clone()], bound).unwrap()
+        ));
+        assert!(uses_key_index(
+            &table(),
+            &Filter::new(vec![keyed, types_only.clone()], bound).unwrap()
+        ));
+        assert!(!uses_key_index(
+            &table(),
+            &Filter::new(vec![types_only], bound).unwrap()
+        ));
+        assert!(!uses_key_index(
+            &table(),
+            &Filter::any_event(bound).unwrap()
+        ));
     }
 
     #[test]

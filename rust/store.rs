@@ -145,24 +145,31 @@ fn lock_params(locks: LockSet) -> [SqlParam; 2] {
     [SqlParam::BigIntArray(keys), SqlParam::BoolArray(modes)]
 }
 
-/// Runs `statement` in one transaction after the guard's locks, as one pipeline:
-/// `BEGIN; LOCK; statement; COMMIT` are sent together and answered in order.
-async fn in_locked_transaction(
+/// Runs `statement` in one transaction, after the guard's locks when given, as one pipeline:
+/// `BEGIN; [LOCK;] statement; COMMIT` are sent together and answered in order.
+async fn in_transaction(
     client: &Object,
     begin_sql: &str,
-    locks: &[SqlParam],
+    locks: Option<&[SqlParam]>,
     statement: &str,
     statement_params: &[SqlParam],
 ) -> Result<Vec<Row>> {
-    let (lock_stmt, stmt) = tokio::try_join!(
-        client.prepare_cached(sql::LOCK),
-        client.prepare_cached(statement)
-    )?;
-    let lock_args = params(locks);
+    let stmt = client.prepare_cached(statement).await?;
+    let lock = match locks {
+        Some(locks) => Some((client.prepare_cached(sql::LOCK).await?, params(locks))),
+        None => None,
+    };
     let args = params(statement_params);
     let (began, locked, rows, committed) = tokio::join!(
         client.batch_execute(begin_sql),
-        client.execute(&lock_stmt, &lock_args),
+        async {
+            match &lock {
+                Some((lock_stmt, lock_args)) => {
+                    client.execute(lock_stmt, lock_args).await.map(drop)
+                }
+                None => Ok(()),
+            }
+        },
         client.query(&stmt, &args),
         client.batch_execute("COMMIT"),
     );
@@ -171,6 +178,19 @@ async fn in_locked_transaction(
     let rows = rows?;
     committed?;
     Ok(rows)
+}
+
+/// The `BEGIN` of an operation's transaction. Statements found through the key index have
+/// one good plan whatever their values, and the connections plan them once (generic plans);
+/// the others (event types only, or every event, with a bound) are planned for their values:
+/// a generic plan for `event_type = $1 AND sequence_number > $2` walks the primary key.
+fn begin(read_only: bool, by_value: bool) -> &'static str {
+    match (read_only, by_value) {
+        (false, false) => "BEGIN",
+        (true, false) => "BEGIN READ ONLY",
+        (false, true) => "BEGIN; SET LOCAL plan_cache_mode = force_custom_plan",
+        (true, true) => "BEGIN READ ONLY; SET LOCAL plan_cache_mode = force_custom_plan",
+    }
 }
 
 fn recorded(row: &Row) -> Result<RecordedEvent> {
@@ -452,20 +472,27 @@ impl EventStore {
         timeout: Option<Duration>,
     ) -> Result<QueryResult> {
         let (select, select_params) = sql::query(&self.table, filter);
+        let by_value = !sql::uses_key_index(&self.table, filter);
         self.timed(timeout, async {
             let (rows, from_replica) = if let Some(conn) = self.replica_conn(consistency).await? {
-                let client = conn.client()?;
-                let stmt = client.prepare_cached(&select).await?;
-                let rows = client.query(&stmt, &params(&select_params)).await?;
+                // Eventual: no locks (they would guard nothing on a replica).
+                let rows = in_transaction(
+                    conn.client()?,
+                    begin(true, by_value),
+                    None,
+                    &select,
+                    &select_params,
+                )
+                .await?;
                 conn.release();
                 (rows, true)
             } else {
                 let locks = lock_params(guard::for_query(&self.table, filter));
                 let conn = self.conn().await?;
-                let rows = in_locked_transaction(
+                let rows = in_transaction(
                     conn.client()?,
-                    "BEGIN READ ONLY",
-                    &locks,
+                    begin(true, by_value),
+                    Some(&locks),
                     &select,
                     &select_params,
                 )
@@ -502,6 +529,7 @@ impl EventStore {
             ));
         }
         let (insert, filter_params) = sql::guarded_insert(&self.table, filter);
+        let by_value = !sql::uses_key_index(&self.table, filter);
         let mut insert_params = vec![
             SqlParam::TimestampArray(events.iter().map(StorableEvent::occurred_at).collect()),
             SqlParam::TextArray(events.iter().map(|e| e.event_type().to_owned()).collect()),
@@ -533,8 +561,14 @@ impl EventStore {
         self.timed(timeout, async {
             let conn = self.conn().await?;
             let client = conn.client()?;
-            let rows =
-                in_locked_transaction(client, "BEGIN", &locks, &insert, &insert_params).await?;
+            let rows = in_transaction(
+                client,
+                begin(false, by_value),
+                Some(&locks),
+                &insert,
+                &insert_params,
+            )
+            .await?;
             conn.release();
             if rows.is_empty() {
                 return Err(Error::ConcurrencyConflict {
