@@ -118,6 +118,14 @@ pub struct Lookup {
     pub types: Vec<String>,
 }
 
+impl Lookup {
+    /// Whether candidates come from the key index: such statements have one good plan
+    /// whatever their values.
+    pub fn uses_key_index(&self) -> bool {
+        !self.keys.is_empty()
+    }
+}
+
 /// The field keys of an event: one per top-level scalar payload field. They are its rows in
 /// the key index and its locks beyond the type. (A scalar predicate never matches a field
 /// holding an array or object: `{"k":["x"]} @> {"k":"x"}` is false in PostgreSQL.) Sorted,
@@ -170,12 +178,17 @@ pub fn schema_key(table: &TableName) -> i64 {
 /// or the match-all key), so that no writer of a matching event is between its lock and its
 /// commit while the query reads.
 pub fn for_query(table: &TableName, filter: &Filter) -> LockSet {
+    for_lookup(table, lookup(table, filter).as_ref())
+}
+
+/// [`for_query`] from the filter's lookup, already derived.
+pub fn for_lookup(table: &TableName, found: Option<&Lookup>) -> LockSet {
     let mut set = LockSet::default();
-    match lookup(table, filter) {
+    match found {
         None => set.add(all_key(table), true),
         Some(found) => {
-            for k in found.keys {
-                set.add(k, true);
+            for k in &found.keys {
+                set.add(*k, true);
             }
             for t in &found.types {
                 set.add(type_key(table, t), true);
@@ -196,7 +209,16 @@ fn add_event(set: &mut LockSet, table: &TableName, event: &StorableEvent) {
 
 /// Locks for a guarded append: exclusive on the filter's keys, shared on its events' keys.
 pub fn for_append(table: &TableName, filter: &Filter, events: &[StorableEvent]) -> LockSet {
-    let mut set = for_query(table, filter);
+    for_append_lookup(table, lookup(table, filter).as_ref(), events)
+}
+
+/// [`for_append`] from the filter's lookup, already derived.
+pub fn for_append_lookup(
+    table: &TableName,
+    found: Option<&Lookup>,
+    events: &[StorableEvent],
+) -> LockSet {
+    let mut set = for_lookup(table, found);
     for e in events {
         add_event(&mut set, table, e);
     }
@@ -236,14 +258,14 @@ mod tests {
         fk.iter().any(|k| ek.contains(k))
     }
 
-    #[test]
-    fn a_matching_event_always_shares_a_key_with_the_filter() {
-        let e = event("Lent", r#"{"BookID":"b1","ReaderID":"r1","n":1,"ok":true}"#);
+    /// An event, and filters with predicates that all match it.
+    fn event_and_predicate_filters() -> (StorableEvent, Vec<Filter>) {
+        let e = event(
+            "Lent",
+            r#"{"BookID":"b1","ReaderID":"r1","n":1,"ok":true,"o":{"x":1}}"#,
+        );
         let s = |v: &str| PredicateValue::Str(v.into());
-        for f in [
-            Filter::any_event(Bound::None).unwrap(),
-            filter(&["Lent"], None),
-            filter(&["Lent", "Other"], None),
+        let filters = vec![
             filter(
                 &[],
                 Some(PredicateGroup::All(vec![pred("BookID", s("b1"))])),
@@ -276,7 +298,19 @@ mod tests {
                     PredicateValue::Bool(true),
                 )])),
             ),
-        ] {
+        ];
+        (e, filters)
+    }
+
+    #[test]
+    fn a_matching_event_always_shares_a_key_with_the_filter() {
+        let (e, mut filters) = event_and_predicate_filters();
+        filters.extend([
+            Filter::any_event(Bound::None).unwrap(),
+            filter(&["Lent"], None),
+            filter(&["Lent", "Other"], None),
+        ]);
+        for f in filters {
             assert!(shares_a_key(&f, &e), "{f:?}");
         }
     }
@@ -310,40 +344,10 @@ mod tests {
 
     #[test]
     fn a_matching_event_is_found_through_the_key_index() {
-        let e = event(
-            "Lent",
-            r#"{"BookID":"b1","ReaderID":"r1","n":1,"ok":true,"o":{"x":1}}"#,
-        );
+        let (e, filters) = event_and_predicate_filters();
         let index = index_keys(&table(), e.payload());
         assert_eq!(index.len(), 4, "only top-level scalars are indexed");
-        let s = |v: &str| PredicateValue::Str(v.into());
-        for f in [
-            filter(
-                &[],
-                Some(PredicateGroup::All(vec![pred("BookID", s("b1"))])),
-            ),
-            filter(
-                &["Other"],
-                Some(PredicateGroup::Any(vec![
-                    pred("BookID", s("zz")),
-                    pred("ReaderID", s("r1")),
-                ])),
-            ),
-            filter(
-                &[],
-                Some(PredicateGroup::All(vec![
-                    pred("ReaderID", s("r1")),
-                    pred("BookID", s("b1")),
-                ])),
-            ),
-            filter(
-                &[],
-                Some(PredicateGroup::All(vec![pred(
-                    "n",
-                    PredicateValue::Float(1.0),
-                )])),
-            ),
-        ] {
+        for f in filters {
             let found = lookup(&table(), &f).unwrap();
             assert!(found.keys.iter().any(|k| index.contains(k)), "{f:?}");
         }

@@ -457,22 +457,25 @@ pub fn compile(filter: &Filter, first: usize) -> Condition {
     }
 }
 
-/// Whether `filter`'s statements find their candidates through the key index (and so have
-/// one good plan whatever the values).
-pub fn uses_key_index(table: &TableName, filter: &Filter) -> bool {
-    guard::lookup(table, filter).is_some_and(|l| !l.keys.is_empty())
-}
-
 /// The query for `filter`: matching events in ascending sequence order.
 pub fn query(table: &TableName, filter: &Filter) -> (String, Vec<SqlParam>) {
+    query_with(table, filter, guard::lookup(table, filter).as_ref())
+}
+
+/// [`query`] with the filter's key index lookup already derived.
+pub fn query_with(
+    table: &TableName,
+    filter: &Filter,
+    lookup: Option<&Lookup>,
+) -> (String, Vec<SqlParam>) {
     let mut c = Compiler::new(1);
     let mut clauses = Vec::new();
-    if let Some(lookup) = guard::lookup(table, filter).filter(|l| !l.keys.is_empty()) {
+    if let Some(lookup) = lookup.filter(|l| l.uses_key_index()) {
         let after = match filter.bound() {
             Bound::SequenceNumberAbove(n) => Some(c.bind(SqlParam::BigInt(n))),
             _ => None,
         };
-        clauses.extend(c.candidates(table, &lookup, after.as_deref()));
+        clauses.extend(c.candidates(table, lookup, after.as_deref()));
     }
     clauses.push(c.condition(filter));
     clauses.retain(|s| !s.is_empty());
@@ -492,10 +495,19 @@ pub fn query(table: &TableName, filter: &Filter) -> (String, Vec<SqlParam>) {
 /// filter's parameters follow. It inserts every event and its keys, or nothing, and returns
 /// the assigned sequence numbers in event order (no rows: the guard failed).
 pub fn guarded_insert(table: &TableName, filter: &Filter) -> (String, Vec<SqlParam>) {
+    guarded_insert_with(table, filter, guard::lookup(table, filter).as_ref())
+}
+
+/// [`guarded_insert`] with the filter's key index lookup already derived.
+pub fn guarded_insert_with(
+    table: &TableName,
+    filter: &Filter,
+    lookup: Option<&Lookup>,
+) -> (String, Vec<SqlParam>) {
     let mut c = Compiler::new(8);
     let mut clauses = vec!["sequence_number > $5".to_owned()];
-    if let Some(lookup) = guard::lookup(table, filter) {
-        clauses.extend(c.candidates(table, &lookup, Some("$5")));
+    if let Some(lookup) = lookup {
+        clauses.extend(c.candidates(table, lookup, Some("$5")));
     }
     clauses.push(c.condition(filter));
     clauses.retain(|s| !s.is_empty());
@@ -746,22 +758,13 @@ mod tests {
             FilterItem::new(types(&["A"]), Some(PredicateGroup::All(vec![p("k", "v")]))).unwrap();
         let types_only = FilterItem::new(types(&["A"]), None).unwrap();
         let bound = Bound::SequenceNumberAbove(3);
-        assert!(uses_key_index(
-            &table(),
-            &Filter::new(vec![keyed.clone()], bound).unwrap()
+        let uses = |f: Filter| guard::lookup(&table(), &f).is_some_and(|l| l.uses_key_index());
+        assert!(uses(Filter::new(vec![keyed.clone()], bound).unwrap()));
+        assert!(uses(
+            Filter::new(vec![keyed, types_only.clone()], bound).unwrap()
         ));
-        assert!(uses_key_index(
-            &table(),
-            &Filter::new(vec![keyed, types_only.clone()], bound).unwrap()
-        ));
-        assert!(!uses_key_index(
-            &table(),
-            &Filter::new(vec![types_only], bound).unwrap()
-        ));
-        assert!(!uses_key_index(
-            &table(),
-            &Filter::any_event(bound).unwrap()
-        ));
+        assert!(!uses(Filter::new(vec![types_only], bound).unwrap()));
+        assert!(!uses(Filter::any_event(bound).unwrap()));
     }
 
     #[test]

@@ -471,8 +471,10 @@ impl EventStore {
         consistency: Consistency,
         timeout: Option<Duration>,
     ) -> Result<QueryResult> {
-        let (select, select_params) = sql::query(&self.table, filter);
-        let by_value = !sql::uses_key_index(&self.table, filter);
+        // One derivation of the filter's keys serves the SQL, the locks and the plan choice.
+        let lookup = guard::lookup(&self.table, filter);
+        let (select, select_params) = sql::query_with(&self.table, filter, lookup.as_ref());
+        let by_value = !lookup.as_ref().is_some_and(guard::Lookup::uses_key_index);
         self.timed(timeout, async {
             let (rows, from_replica) = if let Some(conn) = self.replica_conn(consistency).await? {
                 // Eventual: no locks (they would guard nothing on a replica).
@@ -487,7 +489,7 @@ impl EventStore {
                 conn.release();
                 (rows, true)
             } else {
-                let locks = lock_params(guard::for_query(&self.table, filter));
+                let locks = lock_params(guard::for_lookup(&self.table, lookup.as_ref()));
                 let conn = self.conn().await?;
                 let rows = in_transaction(
                     conn.client()?,
@@ -528,8 +530,10 @@ impl EventStore {
                 "expected_max_sequence_number must not be negative",
             ));
         }
-        let (insert, filter_params) = sql::guarded_insert(&self.table, filter);
-        let by_value = !sql::uses_key_index(&self.table, filter);
+        let lookup = guard::lookup(&self.table, filter);
+        let (insert, filter_params) =
+            sql::guarded_insert_with(&self.table, filter, lookup.as_ref());
+        let by_value = !lookup.as_ref().is_some_and(guard::Lookup::uses_key_index);
         let mut insert_params = vec![
             SqlParam::TimestampArray(events.iter().map(StorableEvent::occurred_at).collect()),
             SqlParam::TextArray(events.iter().map(|e| e.event_type().to_owned()).collect()),
@@ -557,7 +561,11 @@ impl EventStore {
         insert_params.push(SqlParam::BigIntArray(keys));
         insert_params.push(SqlParam::BigIntArray(positions));
         insert_params.extend(filter_params);
-        let locks = lock_params(guard::for_append(&self.table, filter, events));
+        let locks = lock_params(guard::for_append_lookup(
+            &self.table,
+            lookup.as_ref(),
+            events,
+        ));
         self.timed(timeout, async {
             let conn = self.conn().await?;
             let client = conn.client()?;
