@@ -22,7 +22,8 @@ fn benches(c: &mut Criterion) {
     };
     let book = std::env::var("DCB_BENCH_BOOK").unwrap_or_else(|_| "no-such-book".into());
     let reader = std::env::var("DCB_BENCH_READER").unwrap_or_else(|_| "no-such-reader".into());
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // As the synchronous Python store runs: the waiting thread drives the I/O.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");

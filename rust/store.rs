@@ -12,8 +12,9 @@ use std::time::{Duration, SystemTime};
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, QueueMode, RecyclingMethod};
 use serde_json::{Map, Value};
+use tokio::runtime::RuntimeFlavor;
 use tokio_postgres::types::{Json, ToSql};
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::{CancelToken, NoTls, Row};
 
 use crate::error::{Error, Result};
 use crate::event::{RecordedEvent, StorableEvent};
@@ -125,14 +126,33 @@ impl Drop for Conn {
     fn drop(&mut self) {
         let Some(obj) = self.obj.take() else { return };
         let client = Object::take(obj);
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let token = client.cancel_token();
-            rt.spawn(async move {
-                // Best effort: the connection is closed right after anyway.
-                let _ = token.cancel_query(NoTls).await;
+        cancel_in_background(client.cancel_token());
+        drop(client);
+    }
+}
+
+/// Asks the server to cancel the connection's running statement (best effort: the connection
+/// is closed right after anyway). A multi-thread runtime sends it at once; a current-thread
+/// runtime runs tasks only while a caller waits on it, so the request goes from a thread of
+/// its own there (a cancelled call is rare, and must not leave its statement running).
+fn cancel_in_background(token: CancelToken) {
+    let cancel = async move {
+        let _ = token.cancel_query(NoTls).await;
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) if rt.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            rt.spawn(cancel);
+        }
+        _ => {
+            std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    rt.block_on(cancel);
+                }
             });
         }
-        drop(client);
     }
 }
 

@@ -199,3 +199,10 @@ def test_a_cancelled_append_stores_nothing_and_the_store_goes_on(
             assert [e.payload["n"] for e in await store.query(EVERYTHING)][-1] == 2
 
     asyncio.run(main())
+
+
+def test_a_store_serves_the_kind_of_calls_it_was_opened_for(event_store: EventStore) -> None:
+    # The synchronous store's connections are driven by the threads that wait on them, so
+    # they cannot serve awaitables: the native layer refuses instead of hanging.
+    with pytest.raises(InterfaceError, match="AsyncEventStore"):
+        event_store._native.query_async(EVERYTHING._native, None, False)

@@ -46,6 +46,7 @@ class EventStore:
         timeout: float | None = ...,
         snapshot_table: str | None = None,
         replica_dsn: str | None = None,
+        asyncio: bool = False,
     ) -> EventStore: ...
     @property
     def snapshot_table(self) -> str: ...

@@ -1,8 +1,9 @@
 """The event stores: :class:`EventStore` for plain Python, :class:`AsyncEventStore` for asyncio.
 
-Both run on the same native engine: a pool of PostgreSQL connections driven by one tokio
-runtime per process. Calls release the GIL while they wait. Do not call the synchronous
-store from code running inside a tokio runtime; use the asynchronous one there.
+Both run on the same native engine: a pool of PostgreSQL connections per store. A synchronous
+call releases the GIL and drives its connection from the calling thread; an asynchronous call
+runs on a tokio runtime shared by the process. Do not call the synchronous store from code
+running inside a tokio runtime; use the asynchronous one there.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def _check_append(
 
 class _StoreBase:
     __slots__ = ("_native", "_table")
+    _asyncio = False
 
     def __init__(
         self,
@@ -72,7 +74,7 @@ class _StoreBase:
         if replica_dsn is None:
             replica_dsn = os.environ.get(REPLICA_DSN_ENV) or None
         self._native = _native.EventStore(
-            _dsn(dsn), table, pool_size, timeout, snapshot_table, replica_dsn
+            _dsn(dsn), table, pool_size, timeout, snapshot_table, replica_dsn, self._asyncio
         )
         self._table = table
 
@@ -219,6 +221,7 @@ class AsyncEventStore(_StoreBase):
     """
 
     __slots__ = ()
+    _asyncio = True
 
     async def create_schema(self, *, timeout: float | None = None) -> None:
         """Create the table and its indexes if they do not exist (safe to run concurrently)."""

@@ -13,6 +13,8 @@ use std::mem::ManuallyDrop;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::runtime::Runtime;
+
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -113,11 +115,11 @@ enum Outcome<T> {
     Interrupted(PyErr),
 }
 
-/// The one place that blocks on a future: the GIL is released while it runs, and about four
-/// times a second the thread checks for signals, so Ctrl-C interrupts the call (dropping the
-/// future cancels its statement on the server).
+/// The one place that blocks on a future, on `rt`: the GIL is released while it runs, and
+/// about four times a second the thread checks for signals, so Ctrl-C interrupts the call
+/// (dropping the future cancels its statement on the server).
 #[allow(clippy::redundant_closure_for_method_calls)] // a method path is not general over 'py
-fn wait<T, F>(py: Python<'_>, fut: F) -> PyResult<T>
+fn wait<T, F>(py: Python<'_>, rt: &'static Runtime, fut: F) -> PyResult<T>
 where
     F: Future<Output = crate::Result<T>> + Send,
     T: Send,
@@ -128,8 +130,6 @@ where
             "the synchronous EventStore cannot be called from inside a tokio runtime; use AsyncEventStore",
         ));
     }
-    let rt = runtime::get()
-        .map_err(|e| interface_error(py, &format!("cannot start the runtime: {e}")))?;
     let outcome = py.detach(|| {
         rt.block_on(async move {
             let mut fut = std::pin::pin!(fut);
@@ -145,6 +145,11 @@ where
             }
         })
     });
+    if !matches!(outcome, Outcome::Done(Ok(_))) {
+        // A call that failed or was interrupted may have dropped its connection: one turn of
+        // the runtime lets that connection's task see it and close the socket now.
+        py.detach(|| rt.block_on(tokio::task::yield_now()));
+    }
     match outcome {
         Outcome::Done(Ok(v)) => Ok(v),
         Outcome::Done(Err(e)) => Err(to_py(py, e)),
@@ -158,7 +163,6 @@ where
     F: Future<Output = crate::Result<T>> + Send + 'static,
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
-    runtime::get().map_err(|e| interface_error(py, &format!("cannot start the runtime: {e}")))?;
     pyo3_async_runtimes::generic::future_into_py::<runtime::Shared, _, _>(py, async move {
         fut.await.map_err(|e| Python::attach(|py| to_py(py, e)))
     })
@@ -352,6 +356,11 @@ impl StorableEvent {
 pub struct EventStore {
     inner: ManuallyDrop<Arc<CoreStore>>,
     pid: u32,
+    /// The runtime that drives this store's connections: the blocking one for synchronous
+    /// calls, the shared one for awaitables. A store serves one kind only, since a connection
+    /// on the blocking runtime makes progress only while a thread waits on it.
+    rt: &'static Runtime,
+    asyncio: bool,
 }
 
 impl Drop for EventStore {
@@ -375,6 +384,31 @@ impl EventStore {
         Ok(Arc::clone(&self.inner))
     }
 
+    /// Runs a call of a synchronous store (or a synchronous call of an asyncio store, which
+    /// the tools of tests make) to its end.
+    fn wait<T, F>(&self, py: Python<'_>, fut: F) -> PyResult<T>
+    where
+        F: Future<Output = crate::Result<T>> + Send,
+        T: Send,
+    {
+        wait(py, self.rt, fut)
+    }
+
+    /// A call of an asyncio store as an awaitable.
+    fn awaitable<'py, T, F>(&self, py: Python<'py>, fut: F) -> PyResult<Bound<'py, PyAny>>
+    where
+        F: Future<Output = crate::Result<T>> + Send + 'static,
+        T: for<'a> IntoPyObject<'a> + Send + 'static,
+    {
+        if !self.asyncio {
+            return Err(interface_error(
+                py,
+                "this store was opened for synchronous calls; use AsyncEventStore for asyncio",
+            ));
+        }
+        awaitable(py, fut)
+    }
+
     fn events(events: &[Py<StorableEvent>]) -> Vec<CoreEvent> {
         events.iter().map(|e| e.get().inner.clone()).collect()
     }
@@ -383,7 +417,8 @@ impl EventStore {
 #[pymethods]
 impl EventStore {
     #[new]
-    #[pyo3(signature = (dsn, table="events", pool_size=10, timeout=Some(30.0), snapshot_table=None, replica_dsn=None))]
+    #[pyo3(signature = (dsn, table="events", pool_size=10, timeout=Some(30.0), snapshot_table=None, replica_dsn=None, asyncio=false))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         dsn: String,
@@ -392,6 +427,7 @@ impl EventStore {
         timeout: Option<f64>,
         snapshot_table: Option<&str>,
         replica_dsn: Option<String>,
+        asyncio: bool,
     ) -> PyResult<Self> {
         let table = TableName::parse(table).map_err(|e| to_py(py, e))?;
         let snapshot_table = snapshot_table
@@ -408,9 +444,17 @@ impl EventStore {
             replica_dsn,
         })
         .map_err(|e| to_py(py, e))?;
+        let rt = if asyncio {
+            runtime::shared()
+        } else {
+            runtime::blocking()
+        }
+        .map_err(|e| interface_error(py, &format!("cannot start the runtime: {e}")))?;
         Ok(Self {
             inner: ManuallyDrop::new(Arc::new(store)),
             pid: std::process::id(),
+            rt,
+            asyncio,
         })
     }
 
@@ -436,7 +480,7 @@ impl EventStore {
     #[pyo3(signature = (timeout=None))]
     fn create_schema(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
         let (store, timeout) = (self.store(py)?, seconds(py, timeout)?);
-        wait(py, async move { store.create_schema(timeout).await })
+        self.wait(py, async move { store.create_schema(timeout).await })
     }
 
     /// The snapshot table, as given or derived (`<table>_snapshots`).
@@ -460,7 +504,7 @@ impl EventStore {
             seconds(py, timeout)?,
             snapshot_data(py, data)?,
         );
-        wait(py, async move {
+        self.wait(py, async move {
             store
                 .save_snapshot(
                     &projection_type,
@@ -483,7 +527,7 @@ impl EventStore {
         eventual: bool,
     ) -> PyResult<Option<SnapshotRow>> {
         let (store, timeout) = (self.store(py)?, seconds(py, timeout)?);
-        wait(py, async move {
+        self.wait(py, async move {
             store
                 .load_snapshot(
                     &projection_type,
@@ -505,7 +549,7 @@ impl EventStore {
         timeout: Option<f64>,
     ) -> PyResult<bool> {
         let (store, timeout) = (self.store(py)?, seconds(py, timeout)?);
-        wait(py, async move {
+        self.wait(py, async move {
             store
                 .delete_snapshot(&projection_type, &filter_hash, timeout)
                 .await
@@ -527,7 +571,7 @@ impl EventStore {
             seconds(py, timeout)?,
             snapshot_data(py, data)?,
         );
-        awaitable(py, async move {
+        self.awaitable(py, async move {
             store
                 .save_snapshot(
                     &projection_type,
@@ -550,7 +594,7 @@ impl EventStore {
         eventual: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (store, timeout) = (self.store(py)?, seconds(py, timeout)?);
-        awaitable(py, async move {
+        self.awaitable(py, async move {
             store
                 .load_snapshot(
                     &projection_type,
@@ -572,7 +616,7 @@ impl EventStore {
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (store, timeout) = (self.store(py)?, seconds(py, timeout)?);
-        awaitable(py, async move {
+        self.awaitable(py, async move {
             store
                 .delete_snapshot(&projection_type, &filter_hash, timeout)
                 .await
@@ -583,7 +627,7 @@ impl EventStore {
     #[pyo3(signature = (timeout=None))]
     fn drop_table(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
         let (store, timeout) = (self.store(py)?, seconds(py, timeout)?);
-        wait(py, async move { store.drop_table(timeout).await })
+        self.wait(py, async move { store.drop_table(timeout).await })
     }
 
     #[pyo3(signature = (filter, timeout=None, eventual=false))]
@@ -599,7 +643,7 @@ impl EventStore {
             seconds(py, timeout)?,
             Arc::clone(&filter.inner),
         );
-        wait(py, async move {
+        self.wait(py, async move {
             store
                 .query(&filter, consistency(eventual), timeout)
                 .await
@@ -622,7 +666,7 @@ impl EventStore {
             Arc::clone(&filter.inner),
         );
         let events = Self::events(&events);
-        wait(py, async move {
+        self.wait(py, async move {
             store
                 .append(&filter, expected_max_sequence_number, &events, timeout)
                 .await
@@ -636,7 +680,7 @@ impl EventStore {
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (store, timeout) = (self.store(py)?, seconds(py, timeout)?);
-        awaitable(py, async move { store.create_schema(timeout).await })
+        self.awaitable(py, async move { store.create_schema(timeout).await })
     }
 
     #[pyo3(signature = (filter, timeout=None, eventual=false))]
@@ -652,7 +696,7 @@ impl EventStore {
             seconds(py, timeout)?,
             Arc::clone(&filter.inner),
         );
-        awaitable(py, async move {
+        self.awaitable(py, async move {
             store
                 .query(&filter, consistency(eventual), timeout)
                 .await
@@ -675,7 +719,7 @@ impl EventStore {
             Arc::clone(&filter.inner),
         );
         let events = Self::events(&events);
-        awaitable(py, async move {
+        self.awaitable(py, async move {
             store
                 .append(&filter, expected_max_sequence_number, &events, timeout)
                 .await
