@@ -6,7 +6,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from dynamic_streams import ConcurrencyConflictError, Event, IntegrityError, P, build_event_filter
+from dynamic_streams import (
+    ConcurrencyConflictError,
+    Event,
+    IntegrityError,
+    P,
+    RecordedEvent,
+    build_event_filter,
+)
 
 BOOK = build_event_filter().matching().any_event_type_of("Lent").and_all_predicates_of(P("BookID", "b1")).finalize()  # fmt: skip
 EVERYTHING = build_event_filter().matching_any_event().finalize()
@@ -86,6 +93,8 @@ def test_metadata_payload_and_time_round_trip(store: Any) -> None:
     store.append(EVERYTHING, 0, Event("Lent", payload, metadata=metadata, occurred_at=when))
     store.append(EVERYTHING, 1, Event("Lent", '{"BookID":"b2"}', metadata=b'{"x":1}'))
     first, second = store.query(EVERYTHING)
+    assert type(first) is RecordedEvent and first == tuple(first) and len(first) == 5
+    assert first._replace(sequence_number=7).sequence_number == 7
     assert (first.event_type, first.payload, first.metadata) == ("Lent", payload, metadata)
     # Numbers keep their exact value and type.
     assert type(first.payload["big"]) is int and type(first.payload["float"]) is float

@@ -4,9 +4,10 @@ from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any, final
 
+from dynamic_streams.events import RecordedEvent
+
 __all__ = ["EventStore", "Filter", "StorableEvent", "index_keys"]
 
-_EventRow = tuple[int, datetime, str, dict[str, Any], dict[str, Any]]
 _SnapshotRow = tuple[int, Any, datetime]
 _Item = tuple[list[str], str | None, list[tuple[str, str | int | float | bool]]]
 _Bound = tuple[str, int | None, int | None]
@@ -95,7 +96,7 @@ class EventStore:
     def drop_table(self, timeout: float | None = None) -> None: ...
     def query(
         self, filter: Filter, timeout: float | None = None, eventual: bool = False
-    ) -> tuple[list[_EventRow], int, bool]: ...
+    ) -> tuple[list[RecordedEvent], int, bool]: ...
     def append(
         self,
         filter: Filter,
@@ -106,7 +107,7 @@ class EventStore:
     def create_schema_async(self, timeout: float | None = None) -> Awaitable[None]: ...
     def query_async(
         self, filter: Filter, timeout: float | None = None, eventual: bool = False
-    ) -> Awaitable[tuple[list[_EventRow], int, bool]]: ...
+    ) -> Awaitable[tuple[list[RecordedEvent], int, bool]]: ...
     def append_async(
         self,
         filter: Filter,

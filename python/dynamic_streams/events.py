@@ -126,6 +126,6 @@ class QueryResult:
 
     @classmethod
     def _from_rows(
-        cls, rows: list[_native._EventRow], max_sequence_number: int, from_replica: bool
+        cls, events: list[RecordedEvent], max_sequence_number: int, from_replica: bool
     ) -> QueryResult:
-        return cls(list(map(RecordedEvent._make, rows)), max_sequence_number, from_replica)
+        return cls(events, max_sequence_number, from_replica)

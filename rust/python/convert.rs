@@ -1,7 +1,10 @@
 //! Engine values to Python objects, built directly (no JSON text round trip).
 
+use pyo3::exceptions::PyTypeError;
+use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDateTime, PyDict, PyList, PyTuple, PyTzInfo};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDateTime, PyDict, PyList, PyTuple, PyType, PyTzInfo};
 use serde_json::{Map, Number, Value};
 
 use crate::event::RecordedEvent;
@@ -85,21 +88,62 @@ pub fn datetime(py: Python<'_>, micros: i64) -> PyResult<Bound<'_, PyDateTime>> 
     )
 }
 
-fn event<'py>(py: Python<'py>, e: &RecordedEvent) -> PyResult<Bound<'py, PyTuple>> {
-    PyTuple::new(
-        py,
-        [
-            e.sequence_number.into_pyobject(py)?.into_any(),
-            datetime(py, e.occurred_at)?.into_any(),
-            e.event_type.as_str().into_pyobject(py)?.into_any(),
-            object(py, &e.payload)?.into_any(),
-            object(py, &e.metadata)?.into_any(),
-        ],
-    )
+/// The facade's `RecordedEvent`, looked up once and checked to be what the code below can
+/// fill: a tuple subclass whose instances hold nothing but their items (a `NamedTuple`).
+fn recorded_event_class(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    static CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    CLASS
+        .get_or_try_init(py, || {
+            let class: Bound<'_, PyType> = py
+                .import("dynamic_streams.events")?
+                .getattr("RecordedEvent")?
+                .cast_into()?;
+            let tuple = py.get_type::<PyTuple>();
+            let plain = class.is_subclass(&tuple)?
+                && class
+                    .getattr("__basicsize__")?
+                    .eq(tuple.getattr("__basicsize__")?)?
+                && class.getattr("_fields")?.len()? == 5;
+            if !plain {
+                return Err(PyTypeError::new_err(
+                    "dynamic_streams.events.RecordedEvent must be a NamedTuple of five fields",
+                ));
+            }
+            Ok(class.unbind())
+        })
+        .map(|class| class.bind(py))
 }
 
-/// A query result for Python: `([(sequence_number, occurred_at, event_type, payload,
-/// metadata), ...], max_sequence_number, from_replica)`.
+/// A `RecordedEvent`, built the way the interpreter builds a tuple (no Python-level
+/// `__new__` per event).
+fn event<'py>(
+    py: Python<'py>,
+    class: &Bound<'py, PyType>,
+    e: &RecordedEvent,
+) -> PyResult<Bound<'py, PyAny>> {
+    let items = [
+        e.sequence_number.into_pyobject(py)?.into_any(),
+        datetime(py, e.occurred_at)?.into_any(),
+        e.event_type.as_str().into_pyobject(py)?.into_any(),
+        object(py, &e.payload)?.into_any(),
+        object(py, &e.metadata)?.into_any(),
+    ];
+    // SAFETY: `class` is a tuple subclass with the tuple's layout (checked when it was looked
+    // up), so its allocator returns a tuple of `items.len()` empty slots, which each take
+    // one owned reference, exactly once, before the object is used.
+    unsafe {
+        let obj = ffi::PyType_GenericAlloc(class.as_type_ptr(), items.len() as ffi::Py_ssize_t);
+        if obj.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        for (i, item) in items.into_iter().enumerate() {
+            ffi::PyTuple_SET_ITEM(obj, i as ffi::Py_ssize_t, item.into_ptr());
+        }
+        Ok(Bound::from_owned_ptr(py, obj))
+    }
+}
+
+/// A query result for Python: `([RecordedEvent, ...], max_sequence_number, from_replica)`.
 pub struct Rows(pub QueryResult);
 
 impl<'py> IntoPyObject<'py> for Rows {
@@ -108,9 +152,10 @@ impl<'py> IntoPyObject<'py> for Rows {
     type Error = PyErr;
 
     fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
+        let class = recorded_event_class(py)?;
         let events = PyList::empty(py);
         for e in &self.0.events {
-            events.append(event(py, e)?)?;
+            events.append(event(py, class, e)?)?;
         }
         PyTuple::new(
             py,
