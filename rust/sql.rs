@@ -332,7 +332,11 @@ impl Compiler {
                 table.quoted()
             );
         }
-        Some(format!("sequence_number IN ({sources})"))
+        // An array, not `IN (subquery)`: one primary-key scan over the sorted, deduplicated
+        // candidates returns the events already in sequence order, with no hash aggregate
+        // to deduplicate and no sort (measured at 1M events: 0.096 -> 0.079 ms for the
+        // lending query's 16 events).
+        Some(format!("sequence_number = ANY(ARRAY({sources}))"))
     }
 
     fn bind(&mut self, p: SqlParam) -> String {
@@ -801,7 +805,7 @@ mod tests {
         assert_eq!(
             sql,
             "SELECT sequence_number, occurred_at, event_type, payload, metadata FROM \"events\" \
-             WHERE sequence_number IN (SELECT sequence_number FROM \"events_keys\" WHERE key = ANY($2::bigint[]) AND sequence_number > $1) \
+             WHERE sequence_number = ANY(ARRAY(SELECT sequence_number FROM \"events_keys\" WHERE key = ANY($2::bigint[]) AND sequence_number > $1)) \
              AND event_type = $3 AND (payload @> $4::jsonb OR payload @> $5::jsonb) AND sequence_number > $6 \
              ORDER BY sequence_number"
         );
@@ -815,8 +819,8 @@ mod tests {
         let f = Filter::new(vec![item, other], Bound::None).unwrap();
         let (sql, _) = guarded_insert(&table(), &f);
         assert!(
-            sql.contains("sequence_number IN (SELECT sequence_number FROM \"events_keys\" WHERE key = ANY($8::bigint[]) AND sequence_number > $5 \
-                          UNION ALL SELECT sequence_number FROM \"events\" WHERE event_type = ANY($9::text[]) AND sequence_number > $5)"),
+            sql.contains("sequence_number = ANY(ARRAY(SELECT sequence_number FROM \"events_keys\" WHERE key = ANY($8::bigint[]) AND sequence_number > $5 \
+                          UNION ALL SELECT sequence_number FROM \"events\" WHERE event_type = ANY($9::text[]) AND sequence_number > $5))"),
             "{sql}"
         );
     }
