@@ -213,6 +213,7 @@ def scaled(
 ) -> Iterator[tuple[int, Any, dataset.Shape]]:
     size = request.param
     stores.prime_ours(server, size)
+    stores.prewarm(server, size)
     shape, rows = dataset.generate(size)
     for _ in rows:
         pass
