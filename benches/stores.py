@@ -112,24 +112,31 @@ class Server:
                 self.embedded.stop()
                 self.embedded = EmbeddedPostgres(data)
                 dsn = self.embedded.dsn
+                if self._apply_settings(dsn):
+                    raise RuntimeError(
+                        f"the server in {data} still runs with old settings: it was started "
+                        "by another process, which keeps it running; stop that server first"
+                    )
         self.dsn = dsn
         with psycopg.connect(dsn, autocommit=True) as conn:
             self.version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
 
     @staticmethod
     def _apply_settings(dsn: str) -> bool:
-        """Writes SERVER_SETTINGS with ALTER SYSTEM; True when a restart is needed."""
-        changed = False
+        """Writes SERVER_SETTINGS with ALTER SYSTEM; True when a restart is needed (a setting
+        was written, or one written earlier is not in effect yet)."""
+        restart = False
         with psycopg.connect(dsn, autocommit=True) as conn:
             for name, value in SERVER_SETTINGS.items():
                 row = conn.execute(
-                    "SELECT count(*) FROM pg_file_settings WHERE name = %s AND setting = %s",
+                    "SELECT bool_or(applied) FROM pg_file_settings WHERE name = %s AND setting = %s",
                     (name, value),
                 ).fetchone()
-                if row is not None and row[0] == 0:
+                applied = None if row is None else row[0]
+                if applied is None:
                     conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
-                    changed = True
-        return changed
+                restart = restart or not applied
+        return restart
 
     def libpq_params(self) -> dict[str, Any]:
         """host, port, user, dbname, password as separate values (for eventsourcing)."""
