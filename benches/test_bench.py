@@ -20,7 +20,9 @@ from conftest import IMPLEMENTATIONS, SCALE
 from dynamic_streams.examples.library import DomainError
 from dynamic_streams.examples.library import decisions as d
 
-ROUNDS = 300
+# Enough rounds that each measurement spans seconds, not a fraction of one: this machine's
+# noise comes in bursts, and a short window can land in one.
+ROUNDS = 1000
 
 
 def pairs(shape: dataset.Shape, seed: int) -> Iterator[tuple[str, str]]:
