@@ -15,7 +15,8 @@ ALTER SEQUENCE "events_seq" OWNED BY "events".sequence_number;
 CREATE TABLE IF NOT EXISTS "events_keys" (
     key bigint NOT NULL,
     sequence_number bigint NOT NULL,
-    PRIMARY KEY (key, sequence_number)
+    tid tid,
+    PRIMARY KEY (key, sequence_number) INCLUDE (tid)
 );
 
 CREATE INDEX IF NOT EXISTS "events_event_type_idx" ON "events" (event_type, sequence_number);
