@@ -127,7 +127,7 @@ def render(
         pairs = "; ".join(f"{eng * 1e3:.3f} vs {python * 1e3:.3f}" for eng, python in layer)
         lines.append(
             "The Python layer: one fixed lending query through the Rust engine alone (criterion) "
-            "and through `EventStore.query` (pytest-benchmark), measured back to back three times "
+            "and through `EventStore.query` (pytest-benchmark), measured back to back five times "
             f"(ms, engine vs Python: {pairs}): a median of {overhead:.0f} µs over the engine "
             f"(target ≤ 25 µs: {_check(ok)})."
         )

@@ -98,9 +98,9 @@ def main() -> int:
             check=True,
         )
         # The Python layer is a difference of two medians measured minutes apart, smaller than
-        # this machine's drift: measure the pair back to back, three times, keep the median.
+        # this machine's drift: measure the pair back to back, five times, keep the median.
         layer = []
-        for _ in range(3):
+        for _ in range(5):
             subprocess.run(
                 ["cargo", "bench", "--bench", "roundtrip", "--", "--noplot", "engine: query"],
                 cwd=ROOT,
