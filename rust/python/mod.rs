@@ -384,8 +384,8 @@ impl EventStore {
         Ok(Arc::clone(&self.inner))
     }
 
-    /// Runs a call of a synchronous store (or a synchronous call of an asyncio store, which
-    /// the tools of tests make) to its end.
+    /// Runs a call to its end on the store's runtime: every call of a synchronous store, and
+    /// the synchronous calls test helpers make on an asyncio store (dropping its table).
     fn wait<T, F>(&self, py: Python<'_>, fut: F) -> PyResult<T>
     where
         F: Future<Output = crate::Result<T>> + Send,
