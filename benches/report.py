@@ -61,7 +61,7 @@ def render(
 ) -> str:
     groups = _collect(run)
     lines = [
-        f"Machine: {machine}. PostgreSQL {postgres} (embedded, same server for every store). "
+        f"Machine: {machine}. PostgreSQL {postgres}, the same server for every store. "
         f"{events:,} events of the library domain per store. Medians (p95) in milliseconds; "
         "ratios are this library's sync store over each baseline, measured in the same run.",
         "",

@@ -138,7 +138,7 @@ def main() -> int:
             report.criterion_medians(ROOT / "target" / "criterion"),
             layer=layer,
             machine=machine(),
-            postgres=server.version,
+            postgres=server.description,
             events=EVENTS,
         )
         (HERE / "REPORT.md").write_text(text)

@@ -120,6 +120,12 @@ class Server:
         self.dsn = dsn
         with psycopg.connect(dsn, autocommit=True) as conn:
             self.version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+            buffers, huge = (
+                conn.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
+                for name in ("shared_buffers", "huge_pages_status")
+            )
+        where = "embedded" if self.embedded is not None else "the server at the DSN"
+        self.description = f"{self.version} ({where}; shared buffers {buffers}, huge pages {huge})"
 
     @staticmethod
     def _apply_settings(dsn: str) -> bool:
