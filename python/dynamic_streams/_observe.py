@@ -50,7 +50,9 @@ class _Instruments:
 _instruments = _Instruments() if _trace is not None else None
 _MISSING = object()
 _METRICS_INTERNAL = getattr(_metrics, "_internal", None)
-_ENVIRON_AT_IMPORT = frozenset(k for k in os.environ if k.startswith("OTEL_PYTHON_"))
+_PROVIDER_FROM_ENVIRONMENT = any(
+    name in os.environ for name in ("OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER")
+)
 # The API's placeholder until a meter provider is set; not public, so found defensively
 # (if it moves, telemetry is treated as on, which only costs time).
 _PROXY_METER_PROVIDER: Any = getattr(
@@ -58,7 +60,6 @@ _PROXY_METER_PROVIDER: Any = getattr(
 )
 
 
-_TRACE_ENV, _METRICS_ENV = "OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER"
 _telemetry_seen_on = False
 
 
@@ -76,9 +77,8 @@ def _telemetry_on() -> bool:
 
     Providers are set at most once and never unset, so a yes is remembered. Until then the
     API's own globals answer (two attribute reads instead of the API's environment
-    lookups, which cost more than a tenth of a query); when they are not where this
-    version of the API keeps them, or a provider comes from the environment, the API is
-    asked."""
+    lookups, about 10 us in place on a 0.4 ms query); when they are not where this version
+    of the API keeps them, or a provider comes from the environment, the API is asked."""
     global _telemetry_seen_on
     if _telemetry_seen_on:
         return True
@@ -87,8 +87,7 @@ def _telemetry_on() -> bool:
     if (
         getattr(_trace, "_TRACER_PROVIDER", _MISSING) is None
         and getattr(_METRICS_INTERNAL, "_METER_PROVIDER", _MISSING) is None
-        and _TRACE_ENV not in _ENVIRON_AT_IMPORT
-        and _METRICS_ENV not in _ENVIRON_AT_IMPORT
+        and not _PROVIDER_FROM_ENVIRONMENT
     ):
         return False
     _telemetry_seen_on = _providers_set()
