@@ -331,7 +331,7 @@ impl Compiler {
         after: Option<&str>,
     ) -> (String, String) {
         let t = table.quoted();
-        let Some(lookup) = lookup.filter(|l| !l.keys.is_empty()) else {
+        let Some(lookup) = lookup.filter(|l| l.uses_key_index()) else {
             return (String::new(), t);
         };
         let after = after.map_or(String::new(), |a| format!(" AND sequence_number > {a}"));
@@ -497,15 +497,12 @@ pub fn query_with(
     lookup: Option<&Lookup>,
 ) -> (String, Vec<SqlParam>) {
     let mut c = Compiler::new(1);
-    let after = match (lookup.filter(|l| l.uses_key_index()), filter.bound()) {
-        (Some(_), Bound::SequenceNumberAbove(n)) => Some(c.bind(SqlParam::BigInt(n))),
+    let keyed = lookup.is_some_and(Lookup::uses_key_index);
+    let after = match filter.bound() {
+        Bound::SequenceNumberAbove(n) if keyed => Some(c.bind(SqlParam::BigInt(n))),
         _ => None,
     };
-    let (ctes, from) = c.source(
-        table,
-        lookup.filter(|l| l.uses_key_index()),
-        after.as_deref(),
-    );
+    let (ctes, from) = c.source(table, lookup, after.as_deref());
     let condition = c.condition(filter);
     let mut sql = String::new();
     if !ctes.is_empty() {

@@ -135,14 +135,15 @@ class observe:
         self._attributes: dict[str, Any] | None = None
 
     def __enter__(self) -> observe:
-        if _telemetry_on() or logger.isEnabledFor(logging.INFO):
+        telemetry = _telemetry_on()
+        if telemetry or logger.isEnabledFor(logging.INFO):
             self._attributes = {
                 "db.system": "postgresql",
                 "dcb.operation": self.operation,
                 "dcb.table": self.table,
                 "dcb.database": "primary",
             }
-            if _instruments is not None and _telemetry_on():
+            if _instruments is not None and telemetry:
                 self._span_cm = _instruments.tracer.start_as_current_span(
                     f"dynamic_streams.{self.operation}",
                     kind=_trace.SpanKind.CLIENT,

@@ -384,8 +384,8 @@ impl EventStore {
         Ok(Arc::clone(&self.inner))
     }
 
-    /// Runs a call to its end on the store's runtime: every call of a synchronous store, and
-    /// the synchronous calls test helpers make on an asyncio store (dropping its table).
+    /// Runs a call to its end on the store's runtime. (On an asyncio store that is the shared
+    /// runtime, so a synchronous call there works too; the facade makes none.)
     fn wait<T, F>(&self, py: Python<'_>, fut: F) -> PyResult<T>
     where
         F: Future<Output = crate::Result<T>> + Send,
