@@ -34,14 +34,10 @@ def machine() -> str:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-        mem_kb = next(
-            int(line.split()[1])
-            for line in Path("/proc/meminfo").read_text().splitlines()
-            if line.startswith("MemTotal")
-        )
-        memory = f"{mem_kb / 1024 / 1024:.0f} GiB"
-    except (OSError, StopIteration):
-        memory = "unknown memory"
+    except OSError:
+        pass
+    mb = stores.memory_mb()
+    memory = "unknown memory" if mb is None else f"{mb / 1024:.0f} GiB"
     return f"{cpu}, {os.cpu_count()} cores, {memory}, {platform.system()} {platform.release()}"
 
 

@@ -42,21 +42,23 @@ from psycopg_pool import ConnectionPool
 DATA_DIR = Path(__file__).resolve().parent.parent / ".data"
 
 
-def _memory_mb() -> int:
+def memory_mb() -> int | None:
+    """The machine's memory in MiB, None when /proc does not say."""
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal"):
                 return int(line.split()[1]) // 1024
     except OSError:
         pass
-    return 8192
+    return None
 
 
 # PostgreSQL's usual guidance for a dedicated server: shared buffers a quarter of memory, the
 # planner told three quarters are cached. The 10M store (5.1 GB) fits in 24 GiB's quarter.
+_MEMORY_MB = memory_mb() or 8192
 SERVER_SETTINGS = {
-    "shared_buffers": f"{max(128, _memory_mb() // 4)}MB",
-    "effective_cache_size": f"{max(512, _memory_mb() * 3 // 4)}MB",
+    "shared_buffers": f"{max(128, _MEMORY_MB // 4)}MB",
+    "effective_cache_size": f"{max(512, _MEMORY_MB * 3 // 4)}MB",
     "work_mem": "32MB",
     "maintenance_work_mem": "1GB",
     "max_wal_size": "8GB",
