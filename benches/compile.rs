@@ -5,7 +5,8 @@ mod common;
 
 use common::lending_filter;
 use criterion::{criterion_group, criterion_main, Criterion};
-use dynamic_streams::{guard, sql, StorableEvent, TableName};
+use dynamic_streams::sql::statements;
+use dynamic_streams::{guard, keys, StorableEvent, TableName};
 use std::hint::black_box;
 
 const BOOK: &str = "0193a0c2-7f3e-7000-8000-000000000001";
@@ -25,19 +26,29 @@ fn benches(c: &mut Criterion) {
     c.bench_function("build lending filter", |b| {
         b.iter(|| black_box(lending_filter(BOOK, READER)));
     });
+    let events = std::slice::from_ref(&event);
     c.bench_function("compile query", |b| {
-        b.iter(|| black_box(sql::query(&table, black_box(&filter))));
+        b.iter(|| {
+            let lookup = keys::lookup(&table, black_box(&filter));
+            black_box(statements::query(&table, &filter, lookup.as_ref()))
+        });
     });
     c.bench_function("compile guarded insert", |b| {
-        b.iter(|| black_box(sql::guarded_insert(&table, black_box(&filter))));
+        b.iter(|| {
+            let lookup = keys::lookup(&table, black_box(&filter));
+            black_box(statements::guarded_insert(
+                &table,
+                &filter,
+                lookup.as_ref(),
+                0,
+                events,
+            ))
+        });
     });
     c.bench_function("lock keys for append", |b| {
         b.iter(|| {
-            black_box(guard::for_append(
-                &table,
-                black_box(&filter),
-                std::slice::from_ref(&event),
-            ))
+            let lookup = keys::lookup(&table, black_box(&filter));
+            black_box(guard::for_append(&table, lookup.as_ref(), events))
         });
     });
 }

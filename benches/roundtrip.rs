@@ -10,7 +10,7 @@ mod common;
 
 use common::lending_filter;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use dynamic_streams::{Consistency, EventStore, StorableEvent, StoreConfig, TableName};
+use dynamic_streams::{Consistency, EventStore, StorableEvent, StoreConfig, TableName, Timeout};
 
 fn benches(c: &mut Criterion) {
     let (Ok(dsn), Ok(table)) = (
@@ -38,13 +38,13 @@ fn benches(c: &mut Criterion) {
     .expect("store");
     let filter = lending_filter(&book, &reader);
     let found = rt
-        .block_on(store.query(&filter, Consistency::Strong, None))
+        .block_on(store.query(&filter, Consistency::Strong, Timeout::StoreDefault))
         .expect("query");
     eprintln!("roundtrip: the query finds {} events", found.events.len());
 
     c.bench_function("engine: query copy + reader", |b| {
         b.iter(|| {
-            rt.block_on(store.query(&filter, Consistency::Strong, None))
+            rt.block_on(store.query(&filter, Consistency::Strong, Timeout::StoreDefault))
                 .expect("query")
         });
     });
@@ -60,13 +60,13 @@ fn benches(c: &mut Criterion) {
                 let event = StorableEvent::new("BookCopyAddedToCirculation", &payload, None, None)
                     .expect("event");
                 let expected = rt
-                    .block_on(store.query(&filter, Consistency::Strong, None))
+                    .block_on(store.query(&filter, Consistency::Strong, Timeout::StoreDefault))
                     .expect("query")
                     .max_sequence_number;
                 (filter, expected, event)
             },
             |(filter, expected, event)| {
-                rt.block_on(store.append(&filter, expected, &[event], None))
+                rt.block_on(store.append(&filter, expected, &[event], Timeout::StoreDefault))
                     .expect("append")
             },
             BatchSize::SmallInput,

@@ -41,6 +41,34 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The DB-API category of a server error, by its SQLSTATE class (the first two
+/// characters), never by its message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SqlStateClass {
+    /// 22: a value the server rejected.
+    Data,
+    /// 23: an integrity rule.
+    Integrity,
+    /// 42 and the other classes of SQL that cannot run as sent.
+    Programming,
+    /// Connections, transactions rolled back, resources, the server's state.
+    Operational,
+    /// Anything else.
+    Other,
+}
+
+impl SqlStateClass {
+    pub fn of(sqlstate: &str) -> Self {
+        match sqlstate.get(..2) {
+            Some("22") => Self::Data,
+            Some("23") => Self::Integrity,
+            Some("42" | "2B" | "2D" | "3F" | "44") => Self::Programming,
+            Some("08" | "40" | "53" | "54" | "55" | "57" | "58" | "XX") => Self::Operational,
+            _ => Self::Other,
+        }
+    }
+}
+
 impl Error {
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Self::InvalidInput(message.into())
@@ -68,6 +96,40 @@ impl From<deadpool_postgres::PoolError> for Error {
             deadpool_postgres::PoolError::Backend(e) => e.into(),
             deadpool_postgres::PoolError::Closed => Self::Closed,
             other => Self::Connection(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SqlStateClass;
+
+    #[test]
+    fn sqlstates_map_to_their_db_api_category() {
+        for (sqlstate, class) in [
+            ("22003", SqlStateClass::Data),        // numeric value out of range
+            ("22P02", SqlStateClass::Data),        // invalid text representation
+            ("23505", SqlStateClass::Integrity),   // unique violation
+            ("23514", SqlStateClass::Integrity),   // check violation
+            ("42P01", SqlStateClass::Programming), // undefined table
+            ("42601", SqlStateClass::Programming), // syntax error
+            ("2BP01", SqlStateClass::Programming), // dependent objects still exist
+            ("3F000", SqlStateClass::Programming), // invalid schema name
+            ("08006", SqlStateClass::Operational), // connection failure
+            ("40001", SqlStateClass::Operational), // serialization failure
+            ("40P01", SqlStateClass::Operational), // deadlock detected
+            ("53200", SqlStateClass::Operational), // out of memory
+            ("53300", SqlStateClass::Operational), // too many connections
+            ("55P03", SqlStateClass::Operational), // lock not available
+            ("57014", SqlStateClass::Operational), // query canceled
+            ("57P01", SqlStateClass::Operational), // admin shutdown
+            ("XX000", SqlStateClass::Operational), // internal error
+            ("28P01", SqlStateClass::Other),       // invalid password
+            ("P0001", SqlStateClass::Other),       // raise exception
+            ("", SqlStateClass::Other),
+            ("4", SqlStateClass::Other),
+        ] {
+            assert_eq!(SqlStateClass::of(sqlstate), class, "{sqlstate}");
         }
     }
 }

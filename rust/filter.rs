@@ -6,7 +6,8 @@
 //! empty after sanitising is an error, never a silent widening of the filter.
 
 use crate::error::{Error, Result};
-use crate::event::check_time;
+use crate::input::reject_nul;
+use crate::time;
 
 /// The value of a payload predicate, compared as a JSON value.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,15 +75,6 @@ impl PredicateGroup {
 pub struct FilterItem {
     event_types: Vec<String>,
     predicates: Option<PredicateGroup>,
-}
-
-pub(crate) fn reject_nul(what: &str, s: &str) -> Result<()> {
-    if s.contains('\0') {
-        return Err(Error::invalid(format!(
-            "{what} contains a NUL character, which PostgreSQL cannot store"
-        )));
-    }
-    Ok(())
 }
 
 impl FilterItem {
@@ -206,12 +198,12 @@ impl Bound {
     fn validate(self) -> Result<Self> {
         match self {
             Self::OccurredFrom(t) | Self::OccurredBetween(t, _) => {
-                check_time("occurred_from", t)?;
+                time::check("occurred_from", t)?;
             }
             Self::OccurredUntil(_) | Self::None | Self::SequenceNumberAbove(_) => {}
         }
         if let Self::OccurredUntil(t) | Self::OccurredBetween(_, t) = self {
-            check_time("occurred_until", t)?;
+            time::check("occurred_until", t)?;
         }
         match self {
             Self::OccurredBetween(from, until) if from > until => Err(Error::invalid(

@@ -1,17 +1,26 @@
 //! Dynamic Consistency Boundary event store on PostgreSQL.
 //!
-//! The engine: a filter model with validation and sanitising ([`filter`]), storable events
-//! ([`event`]), a compiler from filters to parameterised SQL ([`sql`]), the advisory-lock
-//! keys that make the append guard hold under concurrency ([`guard`]), and a store on
-//! tokio-postgres ([`store`]). None of it knows Python; the `python` feature adds the
-//! bindings in [`python`].
+//! The engine, each concern in one module, none of them knowing Python:
+//! - [`filter`] and [`event`]: the filter model (validated, sanitised) and storable events;
+//! - [`table`]: validated table names; [`time`]: instants; [`input`]: checks on text and JSON;
+//! - [`keys`]: the key index's keys, and where a filter's events are looked up;
+//! - [`guard`]: the advisory locks that make the append guard hold under concurrency;
+//! - [`sql`]: the DDL, the compiler from filters to parameterised SQL, the statements;
+//! - [`pool`]: connections; [`store`]: the operations; [`error`]: the one error type.
+//!
+//! The `python` feature adds the bindings in `python`.
 
 pub mod error;
 pub mod event;
 pub mod filter;
 pub mod guard;
+pub mod input;
+pub mod keys;
+pub mod pool;
 pub mod sql;
 pub mod store;
+pub mod table;
+pub mod time;
 
 #[cfg(feature = "python")]
 mod python;
@@ -19,5 +28,5 @@ mod python;
 pub use error::{Error, Result};
 pub use event::{RecordedEvent, StorableEvent};
 pub use filter::{Bound, Filter, FilterItem, PredicateGroup, PredicateValue};
-pub use sql::TableName;
-pub use store::{Consistency, EventStore, QueryResult, Snapshot, StoreConfig};
+pub use store::{Consistency, EventStore, QueryResult, Snapshot, StoreConfig, Timeout};
+pub use table::TableName;

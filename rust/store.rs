@@ -10,17 +10,23 @@
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, QueueMode, RecyclingMethod};
+use deadpool_postgres::Pool;
 use serde_json::{Map, Value};
-use tokio::runtime::RuntimeFlavor;
-use tokio_postgres::types::{Json, ToSql};
-use tokio_postgres::{CancelToken, NoTls, Row};
+use tokio_postgres::types::Json;
+use tokio_postgres::Row;
 
 use crate::error::{Error, Result};
 use crate::event::{RecordedEvent, StorableEvent};
 use crate::filter::Filter;
-use crate::guard::{self, LockSet};
-use crate::sql::{self, SqlParam, TableName};
+use crate::guard;
+use crate::input::{contains_nul, reject_nul};
+use crate::keys::{self, Lookup};
+use crate::pool::{pool, Conn};
+use crate::sql::ddl;
+use crate::sql::param::Statement;
+use crate::sql::statements as sql;
+use crate::table::TableName;
+use crate::time;
 
 /// The largest pool: far above PostgreSQL's default `max_connections` (100).
 pub const MAX_POOL_SIZE: usize = 1000;
@@ -33,12 +39,24 @@ pub struct StoreConfig {
     pub table: TableName,
     /// Most connections held open at once.
     pub pool_size: usize,
-    /// The default time limit for one call (connecting included); `None` waits forever.
+    /// The default time limit of one call (connecting included); `None` waits forever.
     pub timeout: Option<Duration>,
     /// Where snapshots live; `None`: `<table>_snapshots` beside the events.
     pub snapshot_table: Option<TableName>,
     /// A read replica for reads that accept eventual consistency; `None`: the primary.
     pub replica_dsn: Option<String>,
+}
+
+/// The time limit of one call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Timeout {
+    /// The store's default, [`StoreConfig::timeout`].
+    #[default]
+    StoreDefault,
+    /// No limit, whatever the store's default.
+    Unlimited,
+    /// This limit.
+    After(Duration),
 }
 
 /// How fresh a read must be.
@@ -69,7 +87,7 @@ fn snapshot_key(projection_type: &str, filter_hash: &str) -> Result<()> {
         ("projection type", projection_type),
         ("filter hash", filter_hash),
     ] {
-        crate::filter::reject_nul(&format!("the {what}"), value)?;
+        reject_nul(&format!("the {what}"), value)?;
         if value.trim().is_empty() {
             return Err(Error::invalid(format!("the {what} must not be empty")));
         }
@@ -105,106 +123,12 @@ impl std::fmt::Debug for EventStore {
     }
 }
 
-/// A pooled connection that is discarded, with its running statement cancelled, unless the
-/// operation using it finished.
-struct Conn {
-    obj: Option<Object>,
-}
-
-impl Conn {
-    fn client(&self) -> Result<&Object> {
-        self.obj.as_ref().ok_or(Error::Closed)
-    }
-
-    /// The operation ran to its end: the connection is idle again and goes back to the pool.
-    fn release(mut self) {
-        drop(self.obj.take());
-    }
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        let Some(obj) = self.obj.take() else { return };
-        let client = Object::take(obj);
-        cancel_in_background(client.cancel_token());
-        drop(client);
-    }
-}
-
-/// Asks the server to cancel the connection's running statement (best effort: the connection
-/// is closed right after anyway). A multi-thread runtime sends it at once; a current-thread
-/// runtime runs tasks only while a caller waits on it, so the request goes from a thread of
-/// its own there (a cancelled call is rare, and must not leave its statement running).
-fn cancel_in_background(token: CancelToken) {
-    let cancel = async move {
-        let _ = token.cancel_query(NoTls).await;
-    };
-    match tokio::runtime::Handle::try_current() {
-        Ok(rt) if rt.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            rt.spawn(cancel);
-        }
-        _ => {
-            std::thread::spawn(move || {
-                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    rt.block_on(cancel);
-                }
-            });
-        }
-    }
-}
-
-fn params(p: &[SqlParam]) -> Vec<&(dyn ToSql + Sync)> {
-    p.iter().map(|x| x as &(dyn ToSql + Sync)).collect()
-}
-
-fn lock_params(locks: LockSet) -> [SqlParam; 2] {
-    let (keys, modes) = locks.into_arrays();
-    [SqlParam::BigIntArray(keys), SqlParam::BoolArray(modes)]
-}
-
-/// Runs `statement` in one transaction, after the guard's locks when given, as one pipeline:
-/// `BEGIN; [LOCK;] statement; COMMIT` are sent together and answered in order.
-async fn in_transaction(
-    client: &Object,
-    begin_sql: &str,
-    locks: Option<&[SqlParam]>,
-    statement: &str,
-    statement_params: &[SqlParam],
-) -> Result<Vec<Row>> {
-    let stmt = client.prepare_cached(statement).await?;
-    let lock = match locks {
-        Some(locks) => Some((client.prepare_cached(sql::LOCK).await?, params(locks))),
-        None => None,
-    };
-    let args = params(statement_params);
-    let (began, locked, rows, committed) = tokio::join!(
-        client.batch_execute(begin_sql),
-        async {
-            match &lock {
-                Some((lock_stmt, lock_args)) => {
-                    client.execute(lock_stmt, lock_args).await.map(drop)
-                }
-                None => Ok(()),
-            }
-        },
-        client.query(&stmt, &args),
-        client.batch_execute("COMMIT"),
-    );
-    began?;
-    locked?;
-    let rows = rows?;
-    committed?;
-    Ok(rows)
-}
-
 /// The `BEGIN` of an operation's transaction. Statements found through the key index have
 /// one good plan whatever their values, and the connections plan them once (generic plans);
 /// the others (event types only, or every event, with a bound) are planned for their values:
 /// a generic plan for `event_type = $1 AND sequence_number > $2` walks the primary key.
-fn begin(read_only: bool, by_value: bool) -> &'static str {
+fn begin(read_only: bool, lookup: Option<&Lookup>) -> &'static str {
+    let by_value = !lookup.is_some_and(Lookup::uses_key_index);
     match (read_only, by_value) {
         (false, false) => "BEGIN",
         (true, false) => "BEGIN READ ONLY",
@@ -216,49 +140,11 @@ fn begin(read_only: bool, by_value: bool) -> &'static str {
 fn recorded(row: &Row) -> Result<RecordedEvent> {
     Ok(RecordedEvent {
         sequence_number: row.try_get(0)?,
-        occurred_at: sql::system_time_to_micros(row.try_get::<_, SystemTime>(1)?),
+        occurred_at: time::from_system_time(row.try_get::<_, SystemTime>(1)?),
         event_type: row.try_get(2)?,
         payload: row.try_get::<_, Json<Map<String, Value>>>(3)?.0,
         metadata: row.try_get::<_, Json<Map<String, Value>>>(4)?.0,
     })
-}
-
-/// A lazily filled connection pool for one DSN.
-fn pool(dsn: &str, size: usize, timeout: Option<Duration>) -> Result<Pool> {
-    let mut pg: tokio_postgres::Config = dsn.parse().map_err(|_| {
-        // The parser's message may quote the DSN, and with it a password.
-        Error::invalid(
-            "invalid DSN: expected postgresql://user:password@host:port/dbname or key=value pairs",
-        )
-    })?;
-    if pg.get_application_name().is_none() {
-        pg.application_name("dynamic-streams");
-    }
-    // Every statement is a cached prepared statement whose best plan does not depend on
-    // its values (key index lookups, then primary-key fetches): plan once per connection
-    // instead of once per call. Measured: about a third of a query's time at 100k events.
-    let options = match pg.get_options() {
-        Some(given) => format!("{given} -c plan_cache_mode=force_generic_plan"),
-        None => "-c plan_cache_mode=force_generic_plan".to_owned(),
-    };
-    pg.options(options);
-    if let (Some(t), None) = (timeout, pg.get_connect_timeout()) {
-        pg.connect_timeout(t);
-    }
-    let manager = Manager::from_config(
-        pg,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    Pool::builder(manager)
-        .max_size(size)
-        // The most recently used connection first: its backend's caches are warm, and idle
-        // connections beyond what the load needs stay idle.
-        .queue_mode(QueueMode::Lifo)
-        .build()
-        .map_err(|e| Error::invalid(format!("cannot build the connection pool: {e}")))
 }
 
 impl EventStore {
@@ -290,6 +176,10 @@ impl EventStore {
         &self.table
     }
 
+    pub fn snapshot_table(&self) -> &TableName {
+        &self.snapshots
+    }
+
     /// Closes the pool: open connections are dropped, later calls fail with [`Error::Closed`].
     pub fn close(&self) {
         self.pool.close();
@@ -302,12 +192,13 @@ impl EventStore {
         self.pool.is_closed()
     }
 
-    async fn timed<T>(
-        &self,
-        timeout: Option<Duration>,
-        op: impl Future<Output = Result<T>>,
-    ) -> Result<T> {
-        match timeout.or(self.timeout) {
+    async fn timed<T>(&self, timeout: Timeout, op: impl Future<Output = Result<T>>) -> Result<T> {
+        let limit = match timeout {
+            Timeout::StoreDefault => self.timeout,
+            Timeout::Unlimited => None,
+            Timeout::After(limit) => Some(limit),
+        };
+        match limit {
             Some(limit) => tokio::time::timeout(limit, op)
                 .await
                 .map_err(|_| Error::Timeout(limit))?,
@@ -316,12 +207,7 @@ impl EventStore {
     }
 
     async fn conn(&self) -> Result<Conn> {
-        if self.pool.is_closed() {
-            return Err(Error::Closed);
-        }
-        Ok(Conn {
-            obj: Some(self.pool.get().await?),
-        })
+        Conn::get(&self.pool).await
     }
 
     /// A replica connection for an eventual read; `None` when there is no replica or it
@@ -335,35 +221,42 @@ impl EventStore {
             return Ok(None);
         };
         match replica.get().await {
-            Ok(obj) => Ok(Some(Conn { obj: Some(obj) })),
+            Ok(obj) => Ok(Some(Conn::from(obj))),
             Err(deadpool_postgres::PoolError::Closed) => Err(Error::Closed),
             Err(_) => Ok(None),
         }
     }
 
+    /// Runs one statement outside any explicit transaction, returning how many rows it
+    /// affected.
+    async fn execute(&self, statement: &Statement) -> Result<u64> {
+        let conn = self.conn().await?;
+        let client = conn.client()?;
+        let prepared = client.prepare_cached(&statement.sql).await?;
+        let affected = client.execute(&prepared, &statement.args()).await?;
+        conn.release();
+        Ok(affected)
+    }
+
     /// Creates the table and its indexes if they do not exist. Safe to run concurrently.
-    pub async fn create_schema(&self, timeout: Option<Duration>) -> Result<()> {
+    pub async fn create_schema(&self, timeout: Timeout) -> Result<()> {
         self.timed(timeout, async {
             let conn = self.conn().await?;
             let client = conn.client()?;
-            let lock = [SqlParam::BigInt(guard::schema_key(&self.table))];
+            let lock = sql::lock_schema(&self.table);
             client.batch_execute("BEGIN").await?;
-            client.execute(sql::LOCK_ONE, &params(&lock)).await?;
+            client.execute(&lock.sql, &lock.args()).await?;
             client
-                .batch_execute(&sql::create_schema(&self.table))
+                .batch_execute(&ddl::create_schema(&self.table))
                 .await?;
             client
-                .batch_execute(&sql::create_snapshots(&self.snapshots))
+                .batch_execute(&ddl::create_snapshots(&self.snapshots))
                 .await?;
             client.batch_execute("COMMIT").await?;
             conn.release();
             Ok(())
         })
         .await
-    }
-
-    pub fn snapshot_table(&self) -> &TableName {
-        &self.snapshots
     }
 
     /// Saves `data` as the snapshot of `projection_type` over the filter with `filter_hash`,
@@ -374,33 +267,25 @@ impl EventStore {
         projection_type: &str,
         filter_hash: &str,
         sequence_number: i64,
-        data: &Value,
-        timeout: Option<Duration>,
+        data: Value,
+        timeout: Timeout,
     ) -> Result<bool> {
         snapshot_key(projection_type, filter_hash)?;
-        if crate::event::contains_nul(data) {
+        if contains_nul(&data) {
             return Err(Error::invalid("the snapshot data contains a NUL character"));
         }
         if sequence_number < 0 {
             return Err(Error::invalid("the sequence number must not be negative"));
         }
-        let args = [
-            SqlParam::Text(projection_type.to_owned()),
-            SqlParam::Text(filter_hash.to_owned()),
-            SqlParam::BigInt(sequence_number),
-            SqlParam::Json(data.clone()),
-        ];
-        self.timed(timeout, async {
-            let conn = self.conn().await?;
-            let client = conn.client()?;
-            let stmt = client
-                .prepare_cached(&sql::save_snapshot(&self.snapshots))
-                .await?;
-            let saved = client.execute(&stmt, &params(&args)).await? == 1;
-            conn.release();
-            Ok(saved)
-        })
-        .await
+        let save = sql::save_snapshot(
+            &self.snapshots,
+            projection_type,
+            filter_hash,
+            sequence_number,
+            data,
+        );
+        self.timed(timeout, async { Ok(self.execute(&save).await? == 1) })
+            .await
     }
 
     /// The snapshot of `projection_type` over the filter with `filter_hash`, if any.
@@ -409,23 +294,18 @@ impl EventStore {
         projection_type: &str,
         filter_hash: &str,
         consistency: Consistency,
-        timeout: Option<Duration>,
+        timeout: Timeout,
     ) -> Result<Option<Snapshot>> {
         snapshot_key(projection_type, filter_hash)?;
-        let args = [
-            SqlParam::Text(projection_type.to_owned()),
-            SqlParam::Text(filter_hash.to_owned()),
-        ];
+        let load = sql::load_snapshot(&self.snapshots, projection_type, filter_hash);
         self.timed(timeout, async {
             let conn = match self.replica_conn(consistency).await? {
                 Some(conn) => conn,
                 None => self.conn().await?,
             };
             let client = conn.client()?;
-            let stmt = client
-                .prepare_cached(&sql::load_snapshot(&self.snapshots))
-                .await?;
-            let row = client.query_opt(&stmt, &params(&args)).await?;
+            let prepared = client.prepare_cached(&load.sql).await?;
+            let row = client.query_opt(&prepared, &load.args()).await?;
             conn.release();
             row.map(|r| {
                 Ok(Snapshot {
@@ -433,7 +313,7 @@ impl EventStore {
                     filter_hash: filter_hash.to_owned(),
                     sequence_number: r.try_get(0)?,
                     data: r.try_get::<_, Json<Value>>(1)?.0,
-                    created_at: sql::system_time_to_micros(r.try_get::<_, SystemTime>(2)?),
+                    created_at: time::from_system_time(r.try_get::<_, SystemTime>(2)?),
                 })
             })
             .transpose()
@@ -446,37 +326,20 @@ impl EventStore {
         &self,
         projection_type: &str,
         filter_hash: &str,
-        timeout: Option<Duration>,
+        timeout: Timeout,
     ) -> Result<bool> {
         snapshot_key(projection_type, filter_hash)?;
-        let args = [
-            SqlParam::Text(projection_type.to_owned()),
-            SqlParam::Text(filter_hash.to_owned()),
-        ];
-        self.timed(timeout, async {
-            let conn = self.conn().await?;
-            let client = conn.client()?;
-            let stmt = client
-                .prepare_cached(&sql::delete_snapshot(&self.snapshots))
-                .await?;
-            let deleted = client.execute(&stmt, &params(&args)).await? == 1;
-            conn.release();
-            Ok(deleted)
-        })
-        .await
+        let delete = sql::delete_snapshot(&self.snapshots, projection_type, filter_hash);
+        self.timed(timeout, async { Ok(self.execute(&delete).await? == 1) })
+            .await
     }
 
     /// Drops the table, its key index, its sequence and its snapshots. For tests and tooling.
-    pub async fn drop_table(&self, timeout: Option<Duration>) -> Result<()> {
+    pub async fn drop_table(&self, timeout: Timeout) -> Result<()> {
         self.timed(timeout, async {
             let conn = self.conn().await?;
             conn.client()?
-                .batch_execute(&format!(
-                    "DROP TABLE IF EXISTS {}, {}, {}",
-                    self.table.quoted(),
-                    self.table.keys_quoted(),
-                    self.snapshots.quoted()
-                ))
+                .batch_execute(&sql::drop_tables(&self.table, &self.snapshots))
                 .await?;
             conn.release();
             Ok(())
@@ -489,36 +352,22 @@ impl EventStore {
         &self,
         filter: &Filter,
         consistency: Consistency,
-        timeout: Option<Duration>,
+        timeout: Timeout,
     ) -> Result<QueryResult> {
         // One derivation of the filter's keys serves the SQL, the locks and the plan choice.
-        let lookup = guard::lookup(&self.table, filter);
-        let (select, select_params) = sql::query_with(&self.table, filter, lookup.as_ref());
-        let by_value = !lookup.as_ref().is_some_and(guard::Lookup::uses_key_index);
+        let lookup = keys::lookup(&self.table, filter);
+        let select = sql::query(&self.table, filter, lookup.as_ref());
+        let begin = begin(true, lookup.as_ref());
         self.timed(timeout, async {
             let (rows, from_replica) = if let Some(conn) = self.replica_conn(consistency).await? {
                 // Eventual: no locks (they would guard nothing on a replica).
-                let rows = in_transaction(
-                    conn.client()?,
-                    begin(true, by_value),
-                    None,
-                    &select,
-                    &select_params,
-                )
-                .await?;
+                let rows = conn.transaction(begin, None, &select).await?;
                 conn.release();
                 (rows, true)
             } else {
-                let locks = lock_params(guard::for_lookup(&self.table, lookup.as_ref()));
+                let lock = sql::lock(guard::for_read(&self.table, lookup.as_ref()));
                 let conn = self.conn().await?;
-                let rows = in_transaction(
-                    conn.client()?,
-                    begin(true, by_value),
-                    Some(&locks),
-                    &select,
-                    &select_params,
-                )
-                .await?;
+                let rows = conn.transaction(begin, Some(&lock), &select).await?;
                 conn.release();
                 (rows, false)
             };
@@ -540,7 +389,7 @@ impl EventStore {
         filter: &Filter,
         expected_max_sequence_number: i64,
         events: &[StorableEvent],
-        timeout: Option<Duration>,
+        timeout: Timeout,
     ) -> Result<Vec<i64>> {
         if events.is_empty() {
             return Err(Error::invalid("append needs at least one event"));
@@ -550,53 +399,19 @@ impl EventStore {
                 "expected_max_sequence_number must not be negative",
             ));
         }
-        let lookup = guard::lookup(&self.table, filter);
-        let (insert, filter_params) =
-            sql::guarded_insert_with(&self.table, filter, lookup.as_ref());
-        let by_value = !lookup.as_ref().is_some_and(guard::Lookup::uses_key_index);
-        let mut insert_params = vec![
-            SqlParam::TimestampArray(events.iter().map(StorableEvent::occurred_at).collect()),
-            SqlParam::TextArray(events.iter().map(|e| e.event_type().to_owned()).collect()),
-            SqlParam::JsonArray(
-                events
-                    .iter()
-                    .map(|e| serde_json::Value::Object(e.payload().clone()))
-                    .collect(),
-            ),
-            SqlParam::JsonArray(
-                events
-                    .iter()
-                    .map(|e| serde_json::Value::Object(e.metadata().clone()))
-                    .collect(),
-            ),
-            SqlParam::BigInt(expected_max_sequence_number),
-        ];
-        let (mut keys, mut positions) = (Vec::new(), Vec::new());
-        for (position, event) in (1_i64..).zip(events) {
-            for key in guard::index_keys(&self.table, event.payload()) {
-                keys.push(key);
-                positions.push(position);
-            }
-        }
-        insert_params.push(SqlParam::BigIntArray(keys));
-        insert_params.push(SqlParam::BigIntArray(positions));
-        insert_params.extend(filter_params);
-        let locks = lock_params(guard::for_append_lookup(
+        let lookup = keys::lookup(&self.table, filter);
+        let insert = sql::guarded_insert(
             &self.table,
+            filter,
             lookup.as_ref(),
+            expected_max_sequence_number,
             events,
-        ));
+        );
+        let lock = sql::lock(guard::for_append(&self.table, lookup.as_ref(), events));
+        let begin = begin(false, lookup.as_ref());
         self.timed(timeout, async {
             let conn = self.conn().await?;
-            let client = conn.client()?;
-            let rows = in_transaction(
-                client,
-                begin(false, by_value),
-                Some(&locks),
-                &insert,
-                &insert_params,
-            )
-            .await?;
+            let rows = conn.transaction(begin, Some(&lock), &insert).await?;
             conn.release();
             if rows.is_empty() {
                 return Err(Error::ConcurrencyConflict {

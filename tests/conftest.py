@@ -7,6 +7,7 @@ event loop behind the same synchronous surface, so one test body checks both.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,7 +25,7 @@ class AsyncDriven:
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self.inner, name)
-        if not asyncio.iscoroutinefunction(method):
+        if not inspect.iscoroutinefunction(method):
             return method
         return lambda *args, **kw: self.loop.run_until_complete(method(*args, **kw))
 

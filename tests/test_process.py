@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import signal
 import socket
@@ -25,6 +26,7 @@ from dynamic_streams import (
     InterfaceError,
     OperationalError,
     OperationTimeoutError,
+    QueryResult,
     build_event_filter,
 )
 
@@ -202,11 +204,20 @@ def test_a_cancelled_append_stores_nothing_and_the_store_goes_on(
     asyncio.run(main())
 
 
-def test_a_store_serves_the_kind_of_calls_it_was_opened_for(event_store: EventStore) -> None:
+def test_a_store_serves_the_kind_of_calls_it_was_opened_for(
+    event_store: EventStore, async_event_store: AsyncEventStore
+) -> None:
     # The synchronous store's connections are driven by the threads that wait on them, so
-    # they cannot serve awaitables: the native layer refuses instead of hanging.
-    with pytest.raises(InterfaceError, match="AsyncEventStore"):
-        event_store._native.query_async(EVERYTHING._native, None, False)
+    # they cannot serve awaitables: its native calls return values, never awaitables, and
+    # only a store opened for asyncio returns awaitables.
+    assert isinstance(event_store._native.query(EVERYTHING._native), QueryResult)
+
+    async def main() -> None:
+        awaitable = async_event_store._native.query(EVERYTHING._native)
+        assert inspect.isawaitable(awaitable)
+        assert isinstance(await awaitable, QueryResult)
+
+    asyncio.run(main())
 
 
 def test_the_embedded_server_waits_out_a_long_recovery(

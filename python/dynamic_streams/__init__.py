@@ -5,6 +5,7 @@ by the same filter: the append fails with :class:`ConcurrencyConflictError` if a
 matching the filter was stored in between, even under heavy concurrency.
 """
 
+from dynamic_streams._native import __version__
 from dynamic_streams.consistency import Consistency, eventual_consistency, strong_consistency
 from dynamic_streams.errors import (
     ConcurrencyConflictError,
@@ -20,12 +21,21 @@ from dynamic_streams.errors import (
 )
 from dynamic_streams.events import Event, JsonObject, QueryResult, RecordedEvent
 from dynamic_streams.filter import EventFilter, FilterBuilder, P, Predicate, build_event_filter
-from dynamic_streams.snapshots import Snapshot, project, project_async
-from dynamic_streams.store import DSN_ENV, REPLICA_DSN_ENV, AsyncEventStore, EventStore
+from dynamic_streams.projection import project, project_async
+from dynamic_streams.snapshots import Snapshot
+from dynamic_streams.store import (
+    DSN_ENV,
+    REPLICA_DSN_ENV,
+    STORE_DEFAULT,
+    AsyncEventStore,
+    EventStore,
+    StoreDefault,
+)
 
 __all__ = [
     "DSN_ENV",
     "REPLICA_DSN_ENV",
+    "STORE_DEFAULT",
     "AsyncEventStore",
     "ConcurrencyConflictError",
     "Consistency",
@@ -48,6 +58,8 @@ __all__ = [
     "QueryResult",
     "RecordedEvent",
     "Snapshot",
+    "StoreDefault",
+    "__version__",
     "build_event_filter",
     "eventual_consistency",
     "project",

@@ -1,20 +1,62 @@
-"""Type stubs for the native engine. Users import the facade, :mod:`dynamic_streams`."""
+"""Type stubs for the native engine. Users import the facade, :mod:`dynamic_streams`.
 
-from collections.abc import Awaitable
+A store opened with ``asyncio=True`` returns awaitables from its operations, one opened
+without returns values: hence ``Any`` for those results (the facade's two store classes
+give them precise types).
+"""
+
 from datetime import datetime
-from typing import Any, final
+from typing import Any, ClassVar, Final, final
 
-from dynamic_streams.events import RecordedEvent
+__all__ = [
+    "STORE_DEFAULT",
+    "Bound",
+    "EventStore",
+    "Filter",
+    "FilterItem",
+    "Match",
+    "StorableEvent",
+    "StoreDefault",
+    "__version__",
+    "index_keys",
+]
 
-__all__ = ["EventStore", "Filter", "StorableEvent", "index_keys"]
+__version__: Final[str]
 
-_SnapshotRow = tuple[int, Any, datetime]
-_Item = tuple[list[str], str | None, list[tuple[str, str | int | float | bool]]]
-_Bound = tuple[str, int | None, int | None]
+@final
+class StoreDefault: ...
+
+STORE_DEFAULT: Final[StoreDefault]
+_Timeout = float | None | StoreDefault
+
+@final
+class Match:
+    ANY: ClassVar[Match]
+    ALL: ClassVar[Match]
+
+@final
+class FilterItem:
+    def __new__(
+        cls,
+        event_types: list[str],
+        match: Match | None = None,
+        predicates: list[tuple[str, str | int | float | bool]] = ...,
+    ) -> FilterItem: ...
+
+@final
+class Bound:
+    @staticmethod
+    def occurred_from(start: datetime) -> Bound: ...
+    @staticmethod
+    def occurred_until(until: datetime) -> Bound: ...
+    @staticmethod
+    def occurred_between(start: datetime, until: datetime) -> Bound: ...
+    @staticmethod
+    def sequence_number_above(sequence_number: int) -> Bound: ...
 
 @final
 class Filter:
-    def __new__(cls, items: list[_Item] | None, bound: _Bound | None = None) -> Filter: ...
+    def __new__(cls, items: list[FilterItem] | None, bound: Bound | None = None) -> Filter: ...
     def canonical_json(self) -> str: ...
     def hash(self) -> str: ...
     def after(self, sequence_number: int) -> Filter: ...
@@ -30,12 +72,12 @@ class StorableEvent:
         event_type: str,
         payload: str,
         metadata: str | None = None,
-        occurred_at: int | None = None,
+        occurred_at: datetime | None = None,
     ) -> StorableEvent: ...
     @property
     def event_type(self) -> str: ...
     @property
-    def occurred_at(self) -> int: ...
+    def occurred_at(self) -> datetime: ...
 
 @final
 class EventStore:
@@ -50,70 +92,39 @@ class EventStore:
         asyncio: bool = False,
     ) -> EventStore: ...
     @property
+    def table(self) -> str: ...
+    @property
     def snapshot_table(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    def close(self) -> None: ...
+    def create_schema(self, timeout: _Timeout = ...) -> Any: ...
+    def drop_table(self, timeout: _Timeout = ...) -> Any: ...
+    def query(self, filter: Filter, timeout: _Timeout = ..., eventual: bool = False) -> Any: ...
+    def append(
+        self,
+        filter: Filter,
+        expected_max_sequence_number: int,
+        events: list[StorableEvent],
+        timeout: _Timeout = ...,
+    ) -> Any: ...
     def save_snapshot(
         self,
         projection_type: str,
         filter_hash: str,
         sequence_number: int,
         data: str,
-        timeout: float | None = None,
-    ) -> bool: ...
+        timeout: _Timeout = ...,
+    ) -> Any: ...
     def load_snapshot(
         self,
         projection_type: str,
         filter_hash: str,
-        timeout: float | None = None,
+        timeout: _Timeout = ...,
         eventual: bool = False,
-    ) -> _SnapshotRow | None: ...
+    ) -> Any: ...
     def delete_snapshot(
-        self, projection_type: str, filter_hash: str, timeout: float | None = None
-    ) -> bool: ...
-    def save_snapshot_async(
-        self,
-        projection_type: str,
-        filter_hash: str,
-        sequence_number: int,
-        data: str,
-        timeout: float | None = None,
-    ) -> Awaitable[bool]: ...
-    def load_snapshot_async(
-        self,
-        projection_type: str,
-        filter_hash: str,
-        timeout: float | None = None,
-        eventual: bool = False,
-    ) -> Awaitable[_SnapshotRow | None]: ...
-    def delete_snapshot_async(
-        self, projection_type: str, filter_hash: str, timeout: float | None = None
-    ) -> Awaitable[bool]: ...
-    @property
-    def table(self) -> str: ...
-    @property
-    def closed(self) -> bool: ...
-    def close(self) -> None: ...
-    def create_schema(self, timeout: float | None = None) -> None: ...
-    def drop_table(self, timeout: float | None = None) -> None: ...
-    def query(
-        self, filter: Filter, timeout: float | None = None, eventual: bool = False
-    ) -> tuple[list[RecordedEvent], int, bool]: ...
-    def append(
-        self,
-        filter: Filter,
-        expected_max_sequence_number: int,
-        events: list[StorableEvent],
-        timeout: float | None = None,
-    ) -> list[int]: ...
-    def create_schema_async(self, timeout: float | None = None) -> Awaitable[None]: ...
-    def query_async(
-        self, filter: Filter, timeout: float | None = None, eventual: bool = False
-    ) -> Awaitable[tuple[list[RecordedEvent], int, bool]]: ...
-    def append_async(
-        self,
-        filter: Filter,
-        expected_max_sequence_number: int,
-        events: list[StorableEvent],
-        timeout: float | None = None,
-    ) -> Awaitable[list[int]]: ...
+        self, projection_type: str, filter_hash: str, timeout: _Timeout = ...
+    ) -> Any: ...
 
 def index_keys(table: str, payload_json: str) -> list[int]: ...

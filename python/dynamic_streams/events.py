@@ -2,38 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from dynamic_streams import _native
+from dynamic_streams._json import encode
 from dynamic_streams.errors import InvalidInputError
 
 __all__ = ["Event", "JsonObject", "QueryResult", "RecordedEvent"]
 
 JsonObject = Mapping[str, Any]
 """A JSON object as Python sees it: a mapping from strings to JSON values."""
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def to_micros(moment: datetime) -> int:
-    """Microseconds since the Unix epoch for an aware datetime."""
-    if not isinstance(moment, datetime):
-        raise InvalidInputError(f"expected a datetime, got {type(moment).__name__}")
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise InvalidInputError(
-            "naive datetimes are ambiguous: give a timezone (for example timezone.utc)"
-        )
-    return (moment - _EPOCH) // _MICROSECOND
-
-
-def from_micros(micros: int) -> datetime:
-    """The UTC datetime for microseconds since the Unix epoch."""
-    return _EPOCH + timedelta(microseconds=micros)
 
 
 def _json_text(what: str, value: JsonObject | str | bytes) -> str:
@@ -48,10 +29,7 @@ def _json_text(what: str, value: JsonObject | str | bytes) -> str:
         raise InvalidInputError(
             f"{what} must be a JSON object (a mapping), got {type(value).__name__}"
         )
-    try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as err:
-        raise InvalidInputError(f"{what} cannot be encoded as JSON: {err}") from err
+    return encode(what, value)
 
 
 class Event:
@@ -80,7 +58,7 @@ class Event:
             event_type,
             _json_text("the payload", payload),
             None if metadata is None else _json_text("the metadata", metadata),
-            None if occurred_at is None else to_micros(occurred_at),
+            occurred_at,
         )
 
     @property
@@ -91,7 +69,7 @@ class Event:
     @property
     def occurred_at(self) -> datetime:
         """When the event occurred, in UTC."""
-        return from_micros(self._native.occurred_at)
+        return self._native.occurred_at
 
     def __repr__(self) -> str:
         return f"Event({self.event_type!r}, occurred_at={self.occurred_at.isoformat()})"
@@ -123,9 +101,3 @@ class QueryResult:
 
     def __len__(self) -> int:
         return len(self.events)
-
-    @classmethod
-    def _from_rows(
-        cls, events: list[RecordedEvent], max_sequence_number: int, from_replica: bool
-    ) -> QueryResult:
-        return cls(events, max_sequence_number, from_replica)

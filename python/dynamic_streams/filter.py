@@ -22,7 +22,6 @@ from typing import NamedTuple
 
 from dynamic_streams import _native
 from dynamic_streams.errors import InvalidInputError
-from dynamic_streams.events import to_micros
 
 __all__ = [
     "EventFilter",
@@ -45,9 +44,8 @@ class Predicate(NamedTuple):
 P = Predicate
 """Short alias: ``P("BookID", book_id)``."""
 
-# One item: (event types, predicate group kind, predicates).
-_Item = tuple[tuple[str, ...], str | None, tuple[Predicate, ...]]
-_BoundSpec = tuple[str, int | None, int | None] | None
+# One item as the builder collects it: event types, how its predicates combine, predicates.
+_Item = tuple[tuple[str, ...], _native.Match | None, tuple[Predicate, ...]]
 
 
 class EventFilter:
@@ -58,13 +56,12 @@ class EventFilter:
 
     __slots__ = ("_native",)
 
-    def __init__(self, items: tuple[_Item, ...] | None, bound: _BoundSpec) -> None:
+    def __init__(self, items: tuple[_Item, ...] | None, bound: _native.Bound | None) -> None:
         native_items = (
             None
             if items is None
             else [
-                (list(types), kind, [(p.key, p.value) for p in preds])
-                for types, kind, preds in items
+                _native.FilterItem(list(types), match, list(preds)) for types, match, preds in items
             ]
         )
         self._native = _native.Filter(native_items, bound)
@@ -125,7 +122,7 @@ class _State:
         self,
         items: tuple[_Item, ...] = (),
         current: _Item | None = None,
-        bound: _BoundSpec = None,
+        bound: _native.Bound | None = None,
     ) -> None:
         self._items = items
         self._current = current
@@ -154,13 +151,16 @@ class BoundedFilter(_Finalizable):
 class AfterOccurredFrom(_Finalizable):
     """``occurred_from`` was given: an upper time bound may follow."""
 
-    __slots__ = ()
+    __slots__ = ("_start",)
+
+    def __init__(self, items: tuple[_Item, ...], current: _Item | None, start: datetime) -> None:
+        super().__init__(items, current, _native.Bound.occurred_from(start))
+        self._start = start
 
     def and_occurred_until(self, until: datetime) -> BoundedFilter:
         """Also only events that occurred at or before ``until``."""
-        assert self._bound is not None
         return BoundedFilter(
-            self._items, self._current, ("between", self._bound[1], to_micros(until))
+            self._items, self._current, _native.Bound.occurred_between(self._start, until)
         )
 
 
@@ -169,17 +169,19 @@ class _Bounds(_State):
 
     def occurred_from(self, start: datetime) -> AfterOccurredFrom:
         """Only events that occurred at or after ``start`` (inclusive)."""
-        return AfterOccurredFrom(self._items, self._current, ("from", to_micros(start), None))
+        return AfterOccurredFrom(self._items, self._current, start)
 
     def occurred_until(self, until: datetime) -> BoundedFilter:
         """Only events that occurred at or before ``until`` (inclusive)."""
-        return BoundedFilter(self._items, self._current, ("until", None, to_micros(until)))
+        return BoundedFilter(self._items, self._current, _native.Bound.occurred_until(until))
 
     def with_sequence_number_higher_than(self, sequence_number: int) -> BoundedFilter:
         """Only events stored after ``sequence_number`` (exclusive)."""
         if isinstance(sequence_number, bool) or not isinstance(sequence_number, int):
             raise InvalidInputError("the sequence number must be an int")
-        return BoundedFilter(self._items, self._current, ("after", sequence_number, None))
+        return BoundedFilter(
+            self._items, self._current, _native.Bound.sequence_number_above(sequence_number)
+        )
 
 
 class CompleteItem(_Bounds, _Finalizable):
@@ -197,17 +199,17 @@ class ItemWithTypes(CompleteItem):
 
     __slots__ = ()
 
-    def _with(self, kind: str, preds: tuple[Predicate, ...]) -> CompleteItem:
+    def _with(self, match: _native.Match, preds: tuple[Predicate, ...]) -> CompleteItem:
         assert self._current is not None
-        return CompleteItem(self._items, (self._current[0], kind, _predicates(preds)))
+        return CompleteItem(self._items, (self._current[0], match, _predicates(preds)))
 
     def and_any_predicate_of(self, *predicates: Predicate) -> CompleteItem:
         """...and the payload matches at least one of ``predicates``."""
-        return self._with("any", predicates)
+        return self._with(_native.Match.ANY, predicates)
 
     def and_all_predicates_of(self, *predicates: Predicate) -> CompleteItem:
         """...and the payload matches every one of ``predicates``."""
-        return self._with("all", predicates)
+        return self._with(_native.Match.ALL, predicates)
 
 
 class ItemWithPredicates(CompleteItem):
@@ -233,11 +235,11 @@ class EmptyItem(_State):
 
     def any_predicate_of(self, *predicates: Predicate) -> ItemWithPredicates:
         """Events whose payload matches at least one of ``predicates``."""
-        return ItemWithPredicates(self._items, ((), "any", _predicates(predicates)))
+        return ItemWithPredicates(self._items, ((), _native.Match.ANY, _predicates(predicates)))
 
     def all_predicates_of(self, *predicates: Predicate) -> ItemWithPredicates:
         """Events whose payload matches every one of ``predicates``."""
-        return ItemWithPredicates(self._items, ((), "all", _predicates(predicates)))
+        return ItemWithPredicates(self._items, ((), _native.Match.ALL, _predicates(predicates)))
 
 
 class AnyEvent(_Bounds, _Finalizable):

@@ -4,29 +4,48 @@ Both run on the same native engine: a pool of PostgreSQL connections per store. 
 call releases the GIL and drives its connection from the calling thread; an asynchronous call
 runs on a tokio runtime shared by the process. Do not call the synchronous store from code
 running inside a tokio runtime; use the asynchronous one there.
+
+Each operation is written once, in :class:`_StoreBase`: it checks its arguments and returns a
+:class:`_Call`, which the two classes run, one waiting for it and one awaiting it, inside the
+same logging and telemetry.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from dynamic_streams import _native
+from dynamic_streams._json import encode
+from dynamic_streams._native import STORE_DEFAULT, StoreDefault
 from dynamic_streams._observe import observe
 from dynamic_streams.consistency import Consistency, wants_eventual
 from dynamic_streams.errors import InvalidInputError
 from dynamic_streams.events import Event, QueryResult
 from dynamic_streams.filter import EventFilter
-from dynamic_streams.snapshots import Snapshot, _check_key, _encode
+from dynamic_streams.snapshots import Snapshot, check_key
 
-__all__ = ["DSN_ENV", "REPLICA_DSN_ENV", "AsyncEventStore", "EventStore"]
+__all__ = [
+    "DSN_ENV",
+    "REPLICA_DSN_ENV",
+    "STORE_DEFAULT",
+    "AsyncEventStore",
+    "EventStore",
+    "StoreDefault",
+]
 
 DSN_ENV = "DYNAMIC_STREAMS_DSN"
 """The environment variable read for the DSN when none is passed."""
 
 REPLICA_DSN_ENV = "DYNAMIC_STREAMS_REPLICA_DSN"
 """The environment variable read for the replica's DSN when none is passed."""
+
+Timeout = float | None | StoreDefault
+"""A call's time limit in seconds; None: no limit; ``STORE_DEFAULT``: the store's own."""
+
+T = TypeVar("T")
 
 
 def _dsn(dsn: str | None) -> str:
@@ -37,27 +56,41 @@ def _dsn(dsn: str | None) -> str:
     return dsn
 
 
-def _check_filter(filter: EventFilter) -> Any:
+def _check_filter(filter: EventFilter) -> _native.Filter:
     if not isinstance(filter, EventFilter):
         raise TypeError(f"expected an EventFilter, got {type(filter).__name__}")
     return filter._native
 
 
-def _check_append(
-    filter: EventFilter, expected: int, events: tuple[Event, ...]
-) -> tuple[Any, list[Any]]:
-    native_filter = _check_filter(filter)
-    if isinstance(expected, bool) or not isinstance(expected, int):
-        raise TypeError("expected_max_sequence_number must be an int")
-    if not events:
-        raise InvalidInputError("append needs at least one event")
-    for e in events:
-        if not isinstance(e, Event):
-            raise TypeError(f"expected Event instances, got {type(e).__name__}")
-    return native_filter, [e._native for e in events]
+class _Call(Generic[T]):
+    """One operation, checked and ready: ``start`` makes the native call (which returns the
+    result, or an awaitable of it on an asyncio store); ``operation``, ``sql`` and
+    ``events`` are what :class:`observe` records (no ``operation``: nothing is recorded)."""
+
+    __slots__ = ("events", "operation", "sql", "start")
+
+    def __init__(
+        self,
+        operation: str | None,
+        start: Callable[[], Any],
+        sql: Callable[[], str] | None = None,
+        events: int = 0,
+    ) -> None:
+        self.operation = operation
+        self.start = start
+        self.sql = sql
+        self.events = events
+
+
+def _record(out: observe, result: object) -> None:
+    if isinstance(result, QueryResult):
+        out.events = len(result.events)
+        out.from_replica = result.from_replica
 
 
 class _StoreBase:
+    """What both stores share: construction, properties, and each operation's checks."""
+
     __slots__ = ("_native", "_table")
     _asyncio = False
 
@@ -101,29 +134,112 @@ class _StoreBase:
         state = "closed" if self.closed else "open"
         return f"{type(self).__name__}(table={self.table!r}, {state})"
 
+    # Each operation once: check the arguments, then describe the native call.
+
+    def _create_schema(self, timeout: Timeout) -> _Call[None]:
+        return _Call(None, lambda: self._native.create_schema(timeout))
+
+    def _query(
+        self, filter: EventFilter, timeout: Timeout, consistency: Consistency | None
+    ) -> _Call[QueryResult]:
+        native, eventual = _check_filter(filter), wants_eventual(consistency)
+        return _Call(
+            "query",
+            lambda: self._native.query(native, timeout, eventual),
+            lambda: filter.to_sql(self._table)[0],
+        )
+
+    def _append(
+        self, filter: EventFilter, expected: int, events: tuple[Event, ...], timeout: Timeout
+    ) -> _Call[list[int]]:
+        native_filter = _check_filter(filter)
+        if isinstance(expected, bool) or not isinstance(expected, int):
+            raise TypeError("expected_max_sequence_number must be an int")
+        if not events:
+            raise InvalidInputError("append needs at least one event")
+        for e in events:
+            if not isinstance(e, Event):
+                raise TypeError(f"expected Event instances, got {type(e).__name__}")
+        native_events = [e._native for e in events]
+        return _Call(
+            "append",
+            lambda: self._native.append(native_filter, expected, native_events, timeout),
+            lambda: native_filter.append_sql(self._table),
+            len(events),
+        )
+
+    def _save_snapshot(
+        self,
+        projection_type: str,
+        filter_hash: str,
+        sequence_number: int,
+        data: Any,
+        timeout: Timeout,
+    ) -> _Call[bool]:
+        check_key(projection_type, filter_hash)
+        text = encode("the snapshot data", data)
+        return _Call(
+            "save_snapshot",
+            lambda: self._native.save_snapshot(
+                projection_type, filter_hash, sequence_number, text, timeout
+            ),
+        )
+
+    def _load_snapshot(
+        self,
+        projection_type: str,
+        filter_hash: str,
+        timeout: Timeout,
+        consistency: Consistency | None,
+    ) -> _Call[Snapshot | None]:
+        check_key(projection_type, filter_hash)
+        eventual = wants_eventual(consistency)
+        return _Call(
+            "load_snapshot",
+            lambda: self._native.load_snapshot(projection_type, filter_hash, timeout, eventual),
+        )
+
+    def _delete_snapshot(
+        self, projection_type: str, filter_hash: str, timeout: Timeout
+    ) -> _Call[bool]:
+        check_key(projection_type, filter_hash)
+        return _Call(
+            "delete_snapshot",
+            lambda: self._native.delete_snapshot(projection_type, filter_hash, timeout),
+        )
+
 
 class EventStore(_StoreBase):
     """A DCB event store on one PostgreSQL table, for plain (threaded) Python.
 
     ``dsn`` is a libpq-style URL or ``key=value`` string; when omitted, the environment
     variable ``DYNAMIC_STREAMS_DSN`` is read. ``table`` may be schema-qualified. ``timeout``
-    is the default limit in seconds for each call (None: no limit); every call can override
-    it. Creating a store does no I/O: connections open on first use.
+    is the default limit in seconds for each call (None: no limit); every call can set its
+    own (``timeout=None`` lifts it for that call). Creating a store does no I/O: connections
+    open on first use.
 
     Thread-safe: share one store between threads.
     """
 
     __slots__ = ()
 
-    def create_schema(self, *, timeout: float | None = None) -> None:
+    def _run(self, call: _Call[T]) -> T:
+        if call.operation is None:
+            return call.start()  # type: ignore[no-any-return]
+        with observe(call.operation, self._table, call.sql, events=call.events) as out:
+            result: T = call.start()
+            _record(out, result)
+        return result
+
+    def create_schema(self, *, timeout: Timeout = STORE_DEFAULT) -> None:
         """Create the table and its indexes if they do not exist (safe to run concurrently)."""
-        self._native.create_schema(timeout)
+        self._run(self._create_schema(timeout))
 
     def query(
         self,
         filter: EventFilter,
         *,
-        timeout: float | None = None,
+        timeout: Timeout = STORE_DEFAULT,
         consistency: Consistency | None = None,
     ) -> QueryResult:
         """The events matching ``filter`` in sequence order, and the highest sequence number.
@@ -131,32 +247,21 @@ class EventStore(_StoreBase):
         ``consistency="eventual"`` (or an :func:`eventual_consistency` block) reads from the
         replica when one is configured; decisions must read strongly (the default).
         """
-        native, eventual = _check_filter(filter), wants_eventual(consistency)
-        with observe("query", self._table, lambda: filter.to_sql(self._table)[0]) as out:
-            result = QueryResult._from_rows(*self._native.query(native, timeout, eventual))
-            out.from_replica = result.from_replica
-            out.events = len(result.events)
-        return result
+        return self._run(self._query(filter, timeout, consistency))
 
     def append(
         self,
         filter: EventFilter,
         expected_max_sequence_number: int,
         *events: Event,
-        timeout: float | None = None,
+        timeout: Timeout = STORE_DEFAULT,
     ) -> list[int]:
         """Store ``events``, all or none, if no event matching ``filter`` was stored after
         ``expected_max_sequence_number``; return their sequence numbers.
 
         Raises :class:`ConcurrencyConflictError` (nothing stored) when one was.
         """
-        native_filter, native_events = _check_append(filter, expected_max_sequence_number, events)
-        with observe(
-            "append", self._table, lambda: native_filter.append_sql(self._table), events=len(events)
-        ):
-            return self._native.append(
-                native_filter, expected_max_sequence_number, native_events, timeout
-            )
+        return self._run(self._append(filter, expected_max_sequence_number, events, timeout))
 
     def save_snapshot(
         self,
@@ -165,40 +270,31 @@ class EventStore(_StoreBase):
         sequence_number: int,
         data: Any,
         *,
-        timeout: float | None = None,
+        timeout: Timeout = STORE_DEFAULT,
     ) -> bool:
         """Save ``data`` (anything JSON) as the snapshot of ``projection_type`` over the
         filter with ``filter_hash``, as of ``sequence_number``, unless a snapshot with a higher
         sequence number is stored. Returns whether it saved."""
-        _check_key(projection_type, filter_hash)
-        encoded = _encode(data)
-        with observe("save_snapshot", self._table):
-            return self._native.save_snapshot(
-                projection_type, filter_hash, sequence_number, encoded, timeout
-            )
+        return self._run(
+            self._save_snapshot(projection_type, filter_hash, sequence_number, data, timeout)
+        )
 
     def load_snapshot(
         self,
         projection_type: str,
         filter_hash: str,
         *,
-        timeout: float | None = None,
+        timeout: Timeout = STORE_DEFAULT,
         consistency: Consistency | None = None,
     ) -> Snapshot | None:
         """The snapshot, or None when there is none (``consistency`` as for :meth:`query`)."""
-        _check_key(projection_type, filter_hash)
-        eventual = wants_eventual(consistency)
-        with observe("load_snapshot", self._table):
-            row = self._native.load_snapshot(projection_type, filter_hash, timeout, eventual)
-        return None if row is None else Snapshot(projection_type, filter_hash, *row)
+        return self._run(self._load_snapshot(projection_type, filter_hash, timeout, consistency))
 
     def delete_snapshot(
-        self, projection_type: str, filter_hash: str, *, timeout: float | None = None
+        self, projection_type: str, filter_hash: str, *, timeout: Timeout = STORE_DEFAULT
     ) -> bool:
         """Delete the snapshot (deleting a missing one is fine). Returns whether one existed."""
-        _check_key(projection_type, filter_hash)
-        with observe("delete_snapshot", self._table):
-            return self._native.delete_snapshot(projection_type, filter_hash, timeout)
+        return self._run(self._delete_snapshot(projection_type, filter_hash, timeout))
 
     def __enter__(self) -> EventStore:
         return self
@@ -223,48 +319,42 @@ class AsyncEventStore(_StoreBase):
     __slots__ = ()
     _asyncio = True
 
-    async def create_schema(self, *, timeout: float | None = None) -> None:
+    async def _run(self, call: _Call[T]) -> T:
+        if call.operation is None:
+            return await call.start()  # type: ignore[no-any-return]
+        with observe(call.operation, self._table, call.sql, events=call.events) as out:
+            result: T = await call.start()
+            _record(out, result)
+        return result
+
+    async def create_schema(self, *, timeout: Timeout = STORE_DEFAULT) -> None:
         """Create the table and its indexes if they do not exist (safe to run concurrently)."""
-        await self._native.create_schema_async(timeout)
+        await self._run(self._create_schema(timeout))
 
     async def query(
         self,
         filter: EventFilter,
         *,
-        timeout: float | None = None,
+        timeout: Timeout = STORE_DEFAULT,
         consistency: Consistency | None = None,
     ) -> QueryResult:
         """The events matching ``filter`` in sequence order, and the highest sequence number;
         see :meth:`EventStore.query` for ``consistency``."""
-        native, eventual = _check_filter(filter), wants_eventual(consistency)
-        with observe("query", self._table, lambda: filter.to_sql(self._table)[0]) as out:
-            result = QueryResult._from_rows(
-                *await self._native.query_async(native, timeout, eventual)
-            )
-            out.from_replica = result.from_replica
-            out.events = len(result.events)
-        return result
+        return await self._run(self._query(filter, timeout, consistency))
 
     async def append(
         self,
         filter: EventFilter,
         expected_max_sequence_number: int,
         *events: Event,
-        timeout: float | None = None,
+        timeout: Timeout = STORE_DEFAULT,
     ) -> list[int]:
         """Store ``events``, all or none, if no event matching ``filter`` was stored after
         ``expected_max_sequence_number``; return their sequence numbers.
 
         Raises :class:`ConcurrencyConflictError` (nothing stored) when one was.
         """
-        native_filter, native_events = _check_append(filter, expected_max_sequence_number, events)
-        with observe(
-            "append", self._table, lambda: native_filter.append_sql(self._table), events=len(events)
-        ):
-            result: list[int] = await self._native.append_async(
-                native_filter, expected_max_sequence_number, native_events, timeout
-            )
-        return result
+        return await self._run(self._append(filter, expected_max_sequence_number, events, timeout))
 
     async def save_snapshot(
         self,
@@ -273,44 +363,31 @@ class AsyncEventStore(_StoreBase):
         sequence_number: int,
         data: Any,
         *,
-        timeout: float | None = None,
+        timeout: Timeout = STORE_DEFAULT,
     ) -> bool:
         """Save a snapshot unless a higher one is stored; see :meth:`EventStore.save_snapshot`."""
-        _check_key(projection_type, filter_hash)
-        encoded = _encode(data)
-        with observe("save_snapshot", self._table):
-            saved: bool = await self._native.save_snapshot_async(
-                projection_type, filter_hash, sequence_number, encoded, timeout
-            )
-        return saved
+        return await self._run(
+            self._save_snapshot(projection_type, filter_hash, sequence_number, data, timeout)
+        )
 
     async def load_snapshot(
         self,
         projection_type: str,
         filter_hash: str,
         *,
-        timeout: float | None = None,
+        timeout: Timeout = STORE_DEFAULT,
         consistency: Consistency | None = None,
     ) -> Snapshot | None:
         """The snapshot, or None when there is none (``consistency`` as for :meth:`query`)."""
-        _check_key(projection_type, filter_hash)
-        eventual = wants_eventual(consistency)
-        with observe("load_snapshot", self._table):
-            row = await self._native.load_snapshot_async(
-                projection_type, filter_hash, timeout, eventual
-            )
-        return None if row is None else Snapshot(projection_type, filter_hash, *row)
+        return await self._run(
+            self._load_snapshot(projection_type, filter_hash, timeout, consistency)
+        )
 
     async def delete_snapshot(
-        self, projection_type: str, filter_hash: str, *, timeout: float | None = None
+        self, projection_type: str, filter_hash: str, *, timeout: Timeout = STORE_DEFAULT
     ) -> bool:
         """Delete the snapshot (deleting a missing one is fine). Returns whether one existed."""
-        _check_key(projection_type, filter_hash)
-        with observe("delete_snapshot", self._table):
-            deleted: bool = await self._native.delete_snapshot_async(
-                projection_type, filter_hash, timeout
-            )
-        return deleted
+        return await self._run(self._delete_snapshot(projection_type, filter_hash, timeout))
 
     async def __aenter__(self) -> AsyncEventStore:
         return self

@@ -43,7 +43,7 @@ def event_store_table(event_store_dsn: str) -> Iterator[str]:
     with EventStore(event_store_dsn, table=table) as store:
         store.create_schema()
         yield table
-        store._native.drop_table(None)
+        store._native.drop_table()
 
 
 @pytest.fixture

@@ -1,14 +1,20 @@
-//! Engine values to Python objects, built directly (no JSON text round trip).
+//! Values between the engine and Python, built directly (no JSON text round trip): JSON
+//! values, instants, and the facade's result classes, filled by field name.
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDateTime, PyDict, PyList, PyTuple, PyType, PyTzInfo};
+use pyo3::types::{
+    PyDateAccess, PyDateTime, PyDelta, PyDeltaAccess, PyDict, PyList, PyTimeAccess, PyTuple,
+    PyType, PyTzInfo,
+};
 use serde_json::{Map, Number, Value};
 
+use super::errors::invalid;
 use crate::event::RecordedEvent;
 use crate::store::{QueryResult, Snapshot};
+use crate::time::{self, Civil};
 
 fn number<'py>(py: Python<'py>, n: &Number) -> PyResult<Bound<'py, PyAny>> {
     if let Some(i) = n.as_i64() {
@@ -50,68 +56,112 @@ pub fn object<'py>(py: Python<'py>, map: &Map<String, Value>) -> PyResult<Bound<
     Ok(dict)
 }
 
-/// Days since 1970-01-01 to a civil date (proleptic Gregorian).
-#[allow(clippy::cast_possible_truncation)]
-fn civil_from_days(days: i64) -> (i32, u8, u8) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year as i32, month, day)
-}
-
 /// Microseconds since the Unix epoch to an aware UTC `datetime`.
-#[allow(clippy::cast_possible_truncation)]
 pub fn datetime(py: Python<'_>, micros: i64) -> PyResult<Bound<'_, PyDateTime>> {
-    let (days, rest) = (
-        micros.div_euclid(86_400_000_000),
-        micros.rem_euclid(86_400_000_000),
-    );
-    let (year, month, day) = civil_from_days(days);
-    let secs = rest / 1_000_000;
+    let c = time::to_civil(micros);
     let utc = PyTzInfo::utc(py)?;
     PyDateTime::new(
         py,
-        year,
-        month,
-        day,
-        (secs / 3600) as u8,
-        (secs / 60 % 60) as u8,
-        (secs % 60) as u8,
-        (rest % 1_000_000) as u32,
+        c.year,
+        c.month,
+        c.day,
+        c.hour,
+        c.minute,
+        c.second,
+        c.microsecond,
         Some(&utc),
     )
 }
 
-/// The facade's `RecordedEvent`, looked up once and checked to be what the code below can
-/// fill: a tuple subclass whose instances hold nothing but their items (a `NamedTuple`).
+/// An aware `datetime` to microseconds since the Unix epoch; `what` names the argument in
+/// the error for anything else.
+pub fn micros(what: &str, moment: &Bound<'_, PyAny>) -> PyResult<i64> {
+    let py = moment.py();
+    let Ok(dt) = moment.cast::<PyDateTime>() else {
+        return Err(invalid(
+            py,
+            format!(
+                "{what}: expected a datetime, got {}",
+                moment.get_type().name()?
+            ),
+        ));
+    };
+    let offset = dt.call_method0("utcoffset")?;
+    let Ok(offset) = offset.cast::<PyDelta>() else {
+        return Err(invalid(
+            py,
+            format!(
+                "{what}: naive datetimes are ambiguous: give a timezone (for example timezone.utc)"
+            ),
+        ));
+    };
+    let local = time::from_civil(&Civil {
+        year: dt.get_year(),
+        month: dt.get_month(),
+        day: dt.get_day(),
+        hour: dt.get_hour(),
+        minute: dt.get_minute(),
+        second: dt.get_second(),
+        microsecond: dt.get_microsecond(),
+    });
+    let offset = (i64::from(offset.get_days()) * 86_400 + i64::from(offset.get_seconds()))
+        * 1_000_000
+        + i64::from(offset.get_microseconds());
+    Ok(local - offset)
+}
+
+/// A class of the facade, looked up once per process.
+fn facade_class<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyType>>,
+    module: &str,
+    name: &str,
+) -> PyResult<&'py Bound<'py, PyType>> {
+    cell.get_or_try_init(py, || {
+        Ok::<_, PyErr>(
+            py.import(module)?
+                .getattr(name)?
+                .cast_into::<PyType>()?
+                .unbind(),
+        )
+    })
+    .map(|class| class.bind(py))
+}
+
+/// The fields of `RecordedEvent`, in the order [`event`] fills them.
+const RECORDED_EVENT_FIELDS: [&str; 5] = [
+    "sequence_number",
+    "occurred_at",
+    "event_type",
+    "payload",
+    "metadata",
+];
+
+/// The facade's `RecordedEvent`, looked up once and checked to be what [`event`] can fill: a
+/// tuple subclass whose instances hold nothing but their items (a `NamedTuple`), with
+/// exactly the fields above in that order.
 fn recorded_event_class(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     static CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-    CLASS
-        .get_or_try_init(py, || {
-            let class: Bound<'_, PyType> = py
-                .import("dynamic_streams.events")?
-                .getattr("RecordedEvent")?
-                .cast_into()?;
-            let tuple = py.get_type::<PyTuple>();
-            let plain = class.is_subclass(&tuple)?
-                && class
-                    .getattr("__basicsize__")?
-                    .eq(tuple.getattr("__basicsize__")?)?
-                && class.getattr("_fields")?.len()? == 5;
-            if !plain {
-                return Err(PyTypeError::new_err(
-                    "dynamic_streams.events.RecordedEvent must be a NamedTuple of five fields",
-                ));
-            }
-            Ok(class.unbind())
-        })
-        .map(|class| class.bind(py))
+    static CHECKED: PyOnceLock<()> = PyOnceLock::new();
+    let class = facade_class(py, &CLASS, "dynamic_streams.events", "RecordedEvent")?;
+    CHECKED.get_or_try_init(py, || {
+        let tuple = py.get_type::<PyTuple>();
+        let plain = class.is_subclass(&tuple)?
+            && class
+                .getattr("__basicsize__")?
+                .eq(tuple.getattr("__basicsize__")?)?
+            && class
+                .getattr("_fields")?
+                .eq(PyTuple::new(py, RECORDED_EVENT_FIELDS)?)?;
+        if plain {
+            Ok(())
+        } else {
+            Err(PyTypeError::new_err(format!(
+                "dynamic_streams.events.RecordedEvent must be a NamedTuple of the fields {RECORDED_EVENT_FIELDS:?}"
+            )))
+        }
+    })?;
+    Ok(class)
 }
 
 /// A `RecordedEvent`, built the way the interpreter builds a tuple (no Python-level
@@ -121,6 +171,7 @@ fn event<'py>(
     class: &Bound<'py, PyType>,
     e: &RecordedEvent,
 ) -> PyResult<Bound<'py, PyAny>> {
+    // In the order of RECORDED_EVENT_FIELDS.
     let items = [
         e.sequence_number.into_pyobject(py)?.into_any(),
         datetime(py, e.occurred_at)?.into_any(),
@@ -143,49 +194,48 @@ fn event<'py>(
     }
 }
 
-/// A query result for Python: `([RecordedEvent, ...], max_sequence_number, from_replica)`.
+/// A query result as the facade's `QueryResult`.
 pub struct Rows(pub QueryResult);
 
 impl<'py> IntoPyObject<'py> for Rows {
-    type Target = PyTuple;
-    type Output = Bound<'py, PyTuple>;
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
     type Error = PyErr;
 
     fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
-        let class = recorded_event_class(py)?;
+        static CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+        let event_class = recorded_event_class(py)?;
         let events = PyList::empty(py);
         for e in &self.0.events {
-            events.append(event(py, class, e)?)?;
+            events.append(event(py, event_class, e)?)?;
         }
-        PyTuple::new(
-            py,
-            [
-                events.into_any(),
-                self.0.max_sequence_number.into_pyobject(py)?.into_any(),
-                pyo3::types::PyBool::new(py, self.0.from_replica)
-                    .to_owned()
-                    .into_any(),
-            ],
-        )
+        let fields = PyDict::new(py);
+        fields.set_item("events", events)?;
+        fields.set_item("max_sequence_number", self.0.max_sequence_number)?;
+        fields.set_item("from_replica", self.0.from_replica)?;
+        facade_class(py, &CLASS, "dynamic_streams.events", "QueryResult")?.call((), Some(&fields))
     }
 }
 
-/// A snapshot for Python: `(sequence_number, data, created_at)`.
-pub struct SnapshotRow(pub Snapshot);
+/// A snapshot as the facade's `Snapshot`, or None.
+pub struct SnapshotRow(pub Option<Snapshot>);
 
 impl<'py> IntoPyObject<'py> for SnapshotRow {
-    type Target = PyTuple;
-    type Output = Bound<'py, PyTuple>;
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
     type Error = PyErr;
 
     fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
-        PyTuple::new(
-            py,
-            [
-                self.0.sequence_number.into_pyobject(py)?.into_any(),
-                value(py, &self.0.data)?,
-                datetime(py, self.0.created_at)?.into_any(),
-            ],
-        )
+        static CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+        let Some(s) = self.0 else {
+            return Ok(py.None().into_bound(py));
+        };
+        let fields = PyDict::new(py);
+        fields.set_item("projection_type", s.projection_type)?;
+        fields.set_item("filter_hash", s.filter_hash)?;
+        fields.set_item("sequence_number", s.sequence_number)?;
+        fields.set_item("data", value(py, &s.data)?)?;
+        fields.set_item("created_at", datetime(py, s.created_at)?)?;
+        facade_class(py, &CLASS, "dynamic_streams.snapshots", "Snapshot")?.call((), Some(&fields))
     }
 }

@@ -8,16 +8,111 @@
 //! - [`shared`]: a multi-thread runtime for the asyncio store, which pyo3-async-runtimes spawns
 //!   awaitables on: their I/O must go on while Python's event loop runs other tasks.
 //!
-//! A store's connections live on the runtime of the store's kind, which drives them.
+//! A store's connections live on the runtime of the store's kind, which drives them, and
+//! [`Calls::run`] is the one place a call meets its runtime: it blocks on it (the GIL
+//! released) for a synchronous store, or hands it to asyncio as an awaitable.
 
 use std::cell::OnceCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicPtr, Ordering};
+use std::time::Duration;
 
+use pyo3::prelude::*;
+use pyo3::BoundObject;
 use pyo3_async_runtimes::generic::{ContextExt, Runtime as GenericRuntime};
 use pyo3_async_runtimes::TaskLocals;
 use tokio::runtime::Runtime;
+
+use super::errors::{interface_error, to_py};
+
+/// How a store's calls run: to their end on the calling thread, or as asyncio awaitables.
+#[derive(Clone, Copy)]
+pub enum Calls {
+    /// The synchronous store: the waiting thread drives the calls on [`blocking`].
+    Blocking(&'static Runtime),
+    /// The asyncio store: awaitables on [`shared`].
+    Asyncio,
+}
+
+impl Calls {
+    /// The calls of a synchronous (`asyncio` false) or asyncio store, with their runtime
+    /// built if this process has none yet.
+    pub fn new(asyncio: bool) -> std::io::Result<Self> {
+        if asyncio {
+            shared().map(|_| Self::Asyncio)
+        } else {
+            blocking().map(Self::Blocking)
+        }
+    }
+
+    /// Runs `fut`: its value for a synchronous store, an awaitable of it for an asyncio one.
+    pub fn run<'py, T, F>(self, py: Python<'py>, fut: F) -> PyResult<Bound<'py, PyAny>>
+    where
+        F: Future<Output = crate::Result<T>> + Send + 'static,
+        T: for<'a> IntoPyObject<'a> + Send + 'static,
+    {
+        match self {
+            Self::Blocking(rt) => wait(py, rt, fut)?
+                .into_pyobject(py)
+                .map(BoundObject::into_any)
+                .map(BoundObject::into_bound)
+                .map_err(Into::into),
+            Self::Asyncio => {
+                pyo3_async_runtimes::generic::future_into_py::<Shared, _, _>(py, async move {
+                    fut.await.map_err(|e| Python::attach(|py| to_py(py, e)))
+                })
+            }
+        }
+    }
+}
+
+enum Outcome<T> {
+    Done(crate::Result<T>),
+    Interrupted(PyErr),
+}
+
+/// The one place that blocks on a future, on `rt`: the GIL is released while it runs, and
+/// about four times a second the thread checks for signals, so Ctrl-C interrupts the call
+/// (dropping the future cancels its statement on the server).
+#[allow(clippy::redundant_closure_for_method_calls)] // a method path is not general over 'py
+fn wait<T, F>(py: Python<'_>, rt: &'static Runtime, fut: F) -> PyResult<T>
+where
+    F: Future<Output = crate::Result<T>> + Send,
+    T: Send,
+{
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Err(interface_error(
+            py,
+            "the synchronous EventStore cannot be called from inside a tokio runtime; use AsyncEventStore",
+        ));
+    }
+    let outcome = py.detach(|| {
+        rt.block_on(async move {
+            let mut fut = std::pin::pin!(fut);
+            loop {
+                tokio::select! {
+                    result = &mut fut => return Outcome::Done(result),
+                    () = tokio::time::sleep(Duration::from_millis(250)) => {
+                        if let Err(e) = Python::attach(|py| py.check_signals()) {
+                            return Outcome::Interrupted(e);
+                        }
+                    }
+                }
+            }
+        })
+    });
+    if !matches!(outcome, Outcome::Done(Ok(_))) {
+        // A call that failed or was interrupted may have dropped its connection: one turn of
+        // the runtime lets that connection's task see it and close the socket now.
+        py.detach(|| rt.block_on(tokio::task::yield_now()));
+    }
+    match outcome {
+        Outcome::Done(Ok(v)) => Ok(v),
+        Outcome::Done(Err(e)) => Err(to_py(py, e)),
+        Outcome::Interrupted(e) => Err(e),
+    }
+}
 
 struct ProcessRuntime {
     pid: u32,
@@ -28,7 +123,7 @@ static SHARED: AtomicPtr<ProcessRuntime> = AtomicPtr::new(std::ptr::null_mut());
 static BLOCKING: AtomicPtr<ProcessRuntime> = AtomicPtr::new(std::ptr::null_mut());
 
 /// The multi-thread runtime of this process.
-pub fn shared() -> std::io::Result<&'static Runtime> {
+fn shared() -> std::io::Result<&'static Runtime> {
     process_runtime(&SHARED, || {
         tokio::runtime::Builder::new_multi_thread()
             .thread_name("dynamic-streams")
@@ -38,7 +133,7 @@ pub fn shared() -> std::io::Result<&'static Runtime> {
 }
 
 /// The current-thread runtime of this process.
-pub fn blocking() -> std::io::Result<&'static Runtime> {
+fn blocking() -> std::io::Result<&'static Runtime> {
     process_runtime(&BLOCKING, || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -78,7 +173,7 @@ fn process_runtime(
 }
 
 /// pyo3-async-runtimes' view of [`shared`].
-pub struct Shared;
+struct Shared;
 
 tokio::task_local! {
     static TASK_LOCALS: OnceCell<TaskLocals>;

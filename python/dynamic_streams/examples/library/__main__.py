@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {count:6d}  {outcome}")
         print(f"conflicts retried: {library.conflicts}")
         print(f"loans made: {loans}; events stored: {len(log)}")
-        store._native.drop_table(None)
+        store._native.drop_table()
         if problems:
             print("INVARIANTS VIOLATED:")
             for p in problems[:20]:

@@ -1,0 +1,245 @@
+//! The key index's keys: 64-bit hashes that each name a set of events, from which a
+//! filter's candidates are looked up and the guard's locks are named.
+//!
+//! Every key names a set of events, and the keys are chosen so that an event matching a
+//! filter always carries at least one of the filter's keys (see `docs/guard.md`). Hash
+//! collisions only widen a lookup (the exact condition is checked afterwards) or add waiting
+//! to the guard, never lose a match.
+//!
+//! The keys are part of the on-disk protocol: processes running different versions of the
+//! library against one table must compute the same keys. Changing them needs a new scheme
+//! tag below.
+
+use serde_json::{Map, Value};
+
+use crate::filter::{Filter, PredicateGroup, PredicateValue};
+use crate::table::TableName;
+
+const SCHEME: &[u8] = b"dcb-guard-v1";
+
+/// A canonical scalar: equal JSON values give equal bytes (numbers by their `f64` value, so
+/// `1` and `1.0` agree; distinct numbers may collide, which only over-locks).
+fn scalar(v: &Value) -> Option<Vec<u8>> {
+    match v {
+        Value::String(s) => Some([b"s:".as_slice(), s.as_bytes()].concat()),
+        Value::Bool(b) => Some(if *b { b"b:1".to_vec() } else { b"b:0".to_vec() }),
+        Value::Number(n) => n.as_f64().map(|f| {
+            let f = if f == 0.0 { 0.0 } else { f };
+            [b"n:".as_slice(), &f.to_bits().to_be_bytes()].concat()
+        }),
+        Value::Null | Value::Array(_) | Value::Object(_) => None,
+    }
+}
+
+fn predicate_scalar(v: &PredicateValue) -> Vec<u8> {
+    scalar(&v.to_json()).unwrap_or_default()
+}
+
+/// FNV-1a over length-prefixed parts, finished with a 64-bit avalanche mix. Stable across
+/// platforms, Rust versions and processes.
+fn key(table: &TableName, parts: &[&[u8]]) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for b in (bytes.len() as u64).to_le_bytes().iter().chain(bytes) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    feed(SCHEME);
+    feed(table.qualified().as_bytes());
+    for p in parts {
+        feed(p);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
+    h as i64
+}
+
+const ALL: &[u8] = b"all";
+const TYPE: &[u8] = b"type";
+const FIELD: &[u8] = b"field";
+
+pub(crate) fn all_key(table: &TableName) -> i64 {
+    key(table, &[ALL])
+}
+
+pub(crate) fn type_key(table: &TableName, event_type: &str) -> i64 {
+    key(table, &[TYPE, event_type.as_bytes()])
+}
+
+fn field_key(table: &TableName, name: &str, canonical_value: &[u8]) -> i64 {
+    key(table, &[FIELD, name.as_bytes(), canonical_value])
+}
+
+/// Where a filter's events are found in the key index: `keys` to look up for the items with
+/// predicates (the first of an ALL group, each of an ANY group), and the event types of the
+/// items without predicates.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Lookup {
+    pub keys: Vec<i64>,
+    pub types: Vec<String>,
+}
+
+impl Lookup {
+    /// Whether candidates come from the key index: such statements have one good plan
+    /// whatever their values.
+    pub fn uses_key_index(&self) -> bool {
+        !self.keys.is_empty()
+    }
+}
+
+/// The field keys of an event: one per top-level scalar payload field. They are its rows in
+/// the key index and its locks beyond the type. (A scalar predicate never matches a field
+/// holding an array or object: `{"k":["x"]} @> {"k":"x"}` is false in PostgreSQL.) Sorted,
+/// without duplicates.
+pub fn index_keys(table: &TableName, payload: &Map<String, Value>) -> Vec<i64> {
+    let mut keys: Vec<i64> = payload
+        .iter()
+        .filter_map(|(k, v)| scalar(v).map(|s| field_key(table, k, &s)))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// The key index lookup of `filter`; `None` for a match-any-event filter. Every event the
+/// filter matches carries one of these field keys, or has one of these types.
+pub fn lookup(table: &TableName, filter: &Filter) -> Option<Lookup> {
+    if filter.matches_any_event() {
+        return None;
+    }
+    let mut found = Lookup::default();
+    for item in filter.items() {
+        let preds = match item.predicates() {
+            None => {
+                found.types.extend(item.event_types().iter().cloned());
+                continue;
+            }
+            Some(PredicateGroup::All(p)) => &p[..1],
+            Some(PredicateGroup::Any(p)) => &p[..],
+        };
+        for p in preds {
+            found
+                .keys
+                .push(field_key(table, &p.key, &predicate_scalar(&p.value)));
+        }
+    }
+    found.keys.sort_unstable();
+    found.keys.dedup();
+    found.types.sort_unstable();
+    found.types.dedup();
+    Some(found)
+}
+
+/// The key that serialises schema creation on `table`.
+pub fn schema_key(table: &TableName) -> i64 {
+    key(table, &[b"ddl"])
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::event::StorableEvent;
+    use crate::filter::{Bound, FilterItem, Predicate};
+
+    pub(crate) fn table() -> TableName {
+        TableName::parse("events").unwrap()
+    }
+
+    pub(crate) fn event(t: &str, payload: &str) -> StorableEvent {
+        StorableEvent::new(t, payload, None, Some(0)).unwrap()
+    }
+
+    pub(crate) fn pred(k: &str, v: PredicateValue) -> Predicate {
+        Predicate {
+            key: k.into(),
+            value: v,
+        }
+    }
+
+    pub(crate) fn filter(types: &[&str], group: Option<PredicateGroup>) -> Filter {
+        let types = types.iter().map(|t| (*t).to_string()).collect();
+        Filter::new(vec![FilterItem::new(types, group).unwrap()], Bound::None).unwrap()
+    }
+
+    /// An event, and filters with predicates that all match it.
+    pub(crate) fn event_and_predicate_filters() -> (StorableEvent, Vec<Filter>) {
+        let e = event(
+            "Lent",
+            r#"{"BookID":"b1","ReaderID":"r1","n":1,"ok":true,"o":{"x":1}}"#,
+        );
+        let s = |v: &str| PredicateValue::Str(v.into());
+        let filters = vec![
+            filter(
+                &[],
+                Some(PredicateGroup::All(vec![pred("BookID", s("b1"))])),
+            ),
+            filter(
+                &["Lent"],
+                Some(PredicateGroup::Any(vec![
+                    pred("BookID", s("zz")),
+                    pred("ReaderID", s("r1")),
+                ])),
+            ),
+            filter(
+                &["Lent"],
+                Some(PredicateGroup::All(vec![
+                    pred("ReaderID", s("r1")),
+                    pred("BookID", s("b1")),
+                ])),
+            ),
+            filter(
+                &[],
+                Some(PredicateGroup::All(vec![pred(
+                    "n",
+                    PredicateValue::Float(1.0),
+                )])),
+            ),
+            filter(
+                &[],
+                Some(PredicateGroup::All(vec![pred(
+                    "ok",
+                    PredicateValue::Bool(true),
+                )])),
+            ),
+        ];
+        (e, filters)
+    }
+
+    #[test]
+    fn a_matching_event_is_found_through_the_key_index() {
+        let (e, filters) = event_and_predicate_filters();
+        let index = index_keys(&table(), e.payload());
+        assert_eq!(index.len(), 4, "only top-level scalars are indexed");
+        for f in filters {
+            let found = lookup(&table(), &f).unwrap();
+            assert!(found.keys.iter().any(|k| index.contains(k)), "{f:?}");
+        }
+        let types_only = lookup(&table(), &filter(&["B", "A"], None)).unwrap();
+        assert_eq!(
+            (types_only.keys.len(), types_only.types),
+            (0, vec!["A".to_owned(), "B".to_owned()])
+        );
+        assert_eq!(
+            lookup(&table(), &Filter::any_event(Bound::None).unwrap()),
+            None
+        );
+    }
+
+    #[test]
+    fn keys_are_stable() {
+        // Part of the protocol between processes: must never change within a scheme.
+        assert_eq!(
+            key(&table(), &[ALL]),
+            key(&TableName::parse("events").unwrap(), &[ALL])
+        );
+        assert_ne!(
+            key(&table(), &[ALL]),
+            key(&TableName::parse("other").unwrap(), &[ALL])
+        );
+        assert_eq!(key(&table(), &[ALL]), 1_124_205_441_579_999_157);
+    }
+}

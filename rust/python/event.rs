@@ -1,0 +1,45 @@
+//! Storable events for Python.
+
+use pyo3::prelude::*;
+use pyo3::types::PyDateTime;
+
+use super::convert::{datetime, micros};
+use super::errors::OrRaise;
+use crate::event::StorableEvent;
+
+/// An event validated for appending.
+#[pyclass(frozen, module = "dynamic_streams._native", name = "StorableEvent")]
+pub struct PyStorableEvent {
+    pub(super) inner: StorableEvent,
+}
+
+#[pymethods]
+impl PyStorableEvent {
+    /// Validates an event: ``payload`` and ``metadata`` are JSON object texts, ``occurred_at``
+    /// an aware datetime (now when None).
+    #[new]
+    #[pyo3(signature = (event_type, payload, metadata=None, occurred_at=None))]
+    fn new(
+        py: Python<'_>,
+        event_type: String,
+        payload: &str,
+        metadata: Option<&str>,
+        occurred_at: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let occurred_at = occurred_at.map(|t| micros("occurred_at", t)).transpose()?;
+        StorableEvent::new(event_type, payload, metadata, occurred_at)
+            .or_raise(py)
+            .map(|inner| Self { inner })
+    }
+
+    #[getter]
+    fn event_type(&self) -> &str {
+        self.inner.event_type()
+    }
+
+    /// When the event occurred, in UTC.
+    #[getter]
+    fn occurred_at<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDateTime>> {
+        datetime(py, self.inner.occurred_at())
+    }
+}

@@ -1,0 +1,291 @@
+//! The store for Python: one native method per operation. A store serves either
+//! synchronous calls or asyncio ones, chosen when it is opened; each method returns the
+//! value, or an awaitable of it, through [`Calls::run`].
+
+use std::mem::ManuallyDrop;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyFloat, PyInt};
+
+use super::convert::{Rows, SnapshotRow};
+use super::errors::{interface_error, invalid, OrRaise};
+use super::event::PyStorableEvent;
+use super::filter::PyFilter;
+use super::runtime::Calls;
+use crate::store::{Consistency, EventStore, StoreConfig, Timeout};
+use crate::table::TableName;
+
+/// The argument that stands for the store's default timeout.
+#[pyclass(frozen, module = "dynamic_streams._native", name = "StoreDefault")]
+pub struct PyStoreDefault;
+
+#[pymethods]
+impl PyStoreDefault {
+    #[allow(clippy::unused_self)] // a method, for Python
+    fn __repr__(&self) -> &'static str {
+        "STORE_DEFAULT"
+    }
+}
+
+/// A positive, finite number of seconds.
+fn seconds(value: &Bound<'_, PyAny>) -> PyResult<Duration> {
+    let number = !value.is_instance_of::<PyBool>()
+        && (value.is_instance_of::<PyFloat>() || value.is_instance_of::<PyInt>());
+    number
+        .then(|| value.extract::<f64>().ok())
+        .flatten()
+        .and_then(|t| Duration::try_from_secs_f64(t).ok())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            invalid(
+                value.py(),
+                "timeout must be a positive, finite number of seconds, None (no limit) or STORE_DEFAULT",
+            )
+        })
+}
+
+/// A call's `timeout` argument: `STORE_DEFAULT`, None (no limit) or seconds.
+pub struct CallTimeout(Timeout);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for CallTimeout {
+    type Error = PyErr;
+
+    fn extract(value: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        Ok(Self(if value.is_none() {
+            Timeout::Unlimited
+        } else if value.is_instance_of::<PyStoreDefault>() {
+            Timeout::StoreDefault
+        } else {
+            Timeout::After(seconds(&value)?)
+        }))
+    }
+}
+
+const STORE_DEFAULT: CallTimeout = CallTimeout(Timeout::StoreDefault);
+
+fn consistency(eventual: bool) -> Consistency {
+    if eventual {
+        Consistency::Eventual
+    } else {
+        Consistency::Strong
+    }
+}
+
+/// A DCB event store on one table. Every method that waits releases the GIL.
+#[pyclass(frozen, module = "dynamic_streams._native", name = "EventStore")]
+pub struct PyEventStore {
+    inner: ManuallyDrop<Arc<EventStore>>,
+    pid: u32,
+    calls: Calls,
+}
+
+impl Drop for PyEventStore {
+    fn drop(&mut self) {
+        // In a forked child the pool's connections belong to the parent: never close them.
+        if std::process::id() == self.pid {
+            // SAFETY: dropped exactly once, here.
+            unsafe { ManuallyDrop::drop(&mut self.inner) };
+        }
+    }
+}
+
+impl PyEventStore {
+    fn store(&self, py: Python<'_>) -> PyResult<Arc<EventStore>> {
+        if std::process::id() != self.pid {
+            return Err(interface_error(
+                py,
+                "this store was opened before the process forked; open a new store in the child process",
+            ));
+        }
+        Ok(Arc::clone(&self.inner))
+    }
+}
+
+#[pymethods]
+impl PyEventStore {
+    /// Opens a store (no I/O): its calls return values, or awaitables when ``asyncio``.
+    #[new]
+    #[pyo3(signature = (dsn, table="events", pool_size=10, timeout=Some(30.0), snapshot_table=None, replica_dsn=None, asyncio=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        dsn: String,
+        table: &str,
+        pool_size: usize,
+        timeout: Option<f64>,
+        snapshot_table: Option<&str>,
+        replica_dsn: Option<String>,
+        asyncio: bool,
+    ) -> PyResult<Self> {
+        let store = EventStore::new(StoreConfig {
+            dsn,
+            table: TableName::parse(table).or_raise(py)?,
+            pool_size,
+            timeout: timeout.map(|t| seconds(&PyFloat::new(py, t))).transpose()?,
+            snapshot_table: snapshot_table
+                .map(TableName::parse)
+                .transpose()
+                .or_raise(py)?,
+            replica_dsn,
+        })
+        .or_raise(py)?;
+        let calls = Calls::new(asyncio)
+            .map_err(|e| interface_error(py, &format!("cannot start the runtime: {e}")))?;
+        Ok(Self {
+            inner: ManuallyDrop::new(Arc::new(store)),
+            pid: std::process::id(),
+            calls,
+        })
+    }
+
+    /// The table name as given.
+    #[getter]
+    fn table(&self) -> String {
+        self.inner.table().qualified()
+    }
+
+    /// The snapshot table, as given or derived (``<table>_snapshots``).
+    #[getter]
+    fn snapshot_table(&self) -> String {
+        self.inner.snapshot_table().qualified()
+    }
+
+    /// Whether ``close()`` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    /// Closes the connection pool; later calls raise ``InterfaceError``.
+    fn close(&self) {
+        if std::process::id() == self.pid {
+            self.inner.close();
+        }
+    }
+
+    #[pyo3(signature = (timeout=STORE_DEFAULT))]
+    fn create_schema<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: CallTimeout,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let store = self.store(py)?;
+        self.calls
+            .run(py, async move { store.create_schema(timeout.0).await })
+    }
+
+    /// Drops the table and everything in it (for tests and tooling).
+    #[pyo3(signature = (timeout=STORE_DEFAULT))]
+    fn drop_table<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: CallTimeout,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let store = self.store(py)?;
+        self.calls
+            .run(py, async move { store.drop_table(timeout.0).await })
+    }
+
+    #[pyo3(signature = (filter, timeout=STORE_DEFAULT, eventual=false))]
+    fn query<'py>(
+        &self,
+        py: Python<'py>,
+        filter: &PyFilter,
+        timeout: CallTimeout,
+        eventual: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (store, filter) = (self.store(py)?, Arc::clone(&filter.inner));
+        self.calls.run(py, async move {
+            store
+                .query(&filter, consistency(eventual), timeout.0)
+                .await
+                .map(Rows)
+        })
+    }
+
+    #[pyo3(signature = (filter, expected_max_sequence_number, events, timeout=STORE_DEFAULT))]
+    fn append<'py>(
+        &self,
+        py: Python<'py>,
+        filter: &PyFilter,
+        expected_max_sequence_number: i64,
+        events: Vec<PyRef<'py, PyStorableEvent>>,
+        timeout: CallTimeout,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (store, filter) = (self.store(py)?, Arc::clone(&filter.inner));
+        let events: Vec<_> = events.iter().map(|e| e.inner.clone()).collect();
+        self.calls.run(py, async move {
+            store
+                .append(&filter, expected_max_sequence_number, &events, timeout.0)
+                .await
+        })
+    }
+
+    /// ``data`` is JSON text (anything JSON).
+    #[pyo3(signature = (projection_type, filter_hash, sequence_number, data, timeout=STORE_DEFAULT))]
+    fn save_snapshot<'py>(
+        &self,
+        py: Python<'py>,
+        projection_type: String,
+        filter_hash: String,
+        sequence_number: i64,
+        data: &str,
+        timeout: CallTimeout,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let store = self.store(py)?;
+        let data = serde_json::from_str(data)
+            .map_err(|e| invalid(py, format!("the snapshot data is not valid JSON: {e}")))?;
+        self.calls.run(py, async move {
+            store
+                .save_snapshot(
+                    &projection_type,
+                    &filter_hash,
+                    sequence_number,
+                    data,
+                    timeout.0,
+                )
+                .await
+        })
+    }
+
+    #[pyo3(signature = (projection_type, filter_hash, timeout=STORE_DEFAULT, eventual=false))]
+    fn load_snapshot<'py>(
+        &self,
+        py: Python<'py>,
+        projection_type: String,
+        filter_hash: String,
+        timeout: CallTimeout,
+        eventual: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let store = self.store(py)?;
+        self.calls.run(py, async move {
+            store
+                .load_snapshot(
+                    &projection_type,
+                    &filter_hash,
+                    consistency(eventual),
+                    timeout.0,
+                )
+                .await
+                .map(SnapshotRow)
+        })
+    }
+
+    #[pyo3(signature = (projection_type, filter_hash, timeout=STORE_DEFAULT))]
+    fn delete_snapshot<'py>(
+        &self,
+        py: Python<'py>,
+        projection_type: String,
+        filter_hash: String,
+        timeout: CallTimeout,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let store = self.store(py)?;
+        self.calls.run(py, async move {
+            store
+                .delete_snapshot(&projection_type, &filter_hash, timeout.0)
+                .await
+        })
+    }
+}

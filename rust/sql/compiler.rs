@@ -1,0 +1,214 @@
+//! The compiler from filters to parameterised SQL conditions, and the key index lookup a
+//! statement reads its candidates from.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use crate::filter::{Bound, Filter, FilterItem, PredicateGroup};
+use crate::keys::Lookup;
+use crate::sql::param::{SqlParam, Statement};
+use crate::table::TableName;
+
+/// The columns of an event, in the order every read returns them.
+pub const COLUMNS: &str = "sequence_number, occurred_at, event_type, payload, metadata";
+
+/// A filter compiled to a boolean SQL condition and its parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Condition {
+    /// Empty when the filter matches every event.
+    pub sql: String,
+    pub params: Vec<SqlParam>,
+}
+
+/// Builds SQL text and its parameters together: every value becomes the next `$n`.
+pub(crate) struct Compiler {
+    params: Vec<SqlParam>,
+    first: usize,
+}
+
+impl Compiler {
+    pub(crate) fn new(first: usize) -> Self {
+        Self {
+            params: Vec::new(),
+            first,
+        }
+    }
+
+    /// Where the events matching `lookup` are looked for: `(ctes, from)`, common table
+    /// expressions to put in front of the statement and the relation to select from. With
+    /// no key index lookup, the table itself. Otherwise a superset of the events `lookup`
+    /// stands for: the key index's candidates (and the event-type index's, for items
+    /// without predicates), fetched by the row address each key row holds where it still
+    /// names the candidate, and through the primary key where it does not. `after`
+    /// narrows the index range scans.
+    pub(crate) fn source(
+        &mut self,
+        table: &TableName,
+        lookup: Option<&Lookup>,
+        after: Option<&str>,
+    ) -> (String, String) {
+        let t = table.quoted();
+        let Some(lookup) = lookup.filter(|l| l.uses_key_index()) else {
+            return (String::new(), t);
+        };
+        let after = after.map_or(String::new(), |a| format!(" AND sequence_number > {a}"));
+        let keys = self.bind(SqlParam::BigIntArray(lookup.keys.clone()));
+        let mut candidates = format!(
+            "SELECT sequence_number, tid FROM {} WHERE key = ANY({keys}::bigint[]){after}",
+            table.keys_quoted()
+        );
+        if !lookup.types.is_empty() {
+            let types = self.bind(SqlParam::TextArray(lookup.types.clone()));
+            let _ = write!(
+                candidates,
+                " UNION ALL SELECT sequence_number, NULL::tid FROM {t} WHERE event_type = ANY({types}::text[]){after}"
+            );
+        }
+        // Arrays, not joins: the row addresses become one TID scan, and the rest one sorted,
+        // deduplicated walk of the primary key.
+        let ctes = format!(
+            "candidate AS MATERIALIZED ({candidates}), \
+             hit AS MATERIALIZED (SELECT {COLUMNS} FROM {t} \
+                 WHERE ctid = ANY(ARRAY(SELECT tid FROM candidate)) \
+                 AND sequence_number = ANY(ARRAY(SELECT sequence_number FROM candidate)))"
+        );
+        let from = format!(
+            "(SELECT {COLUMNS} FROM hit UNION ALL SELECT {COLUMNS} FROM {t} \
+             WHERE sequence_number = ANY(ARRAY(\
+                 SELECT sequence_number FROM candidate EXCEPT SELECT sequence_number FROM hit))) AS e"
+        );
+        (ctes, from)
+    }
+
+    pub(crate) fn bind(&mut self, p: SqlParam) -> String {
+        self.params.push(p);
+        format!("${}", self.first + self.params.len() - 1)
+    }
+
+    fn containment(&mut self, object: serde_json::Map<String, Value>) -> String {
+        format!(
+            "payload @> {}::jsonb",
+            self.bind(SqlParam::Json(Value::Object(object)))
+        )
+    }
+
+    fn item(&mut self, item: &FilterItem) -> (String, usize) {
+        let mut parts = Vec::new();
+        match item.event_types() {
+            [] => {}
+            [one] => parts.push(format!(
+                "event_type = {}",
+                self.bind(SqlParam::Text(one.clone()))
+            )),
+            many => parts.push(format!(
+                "event_type = ANY({}::text[])",
+                self.bind(SqlParam::TextArray(many.to_vec()))
+            )),
+        }
+        match item.predicates() {
+            None => {}
+            Some(PredicateGroup::All(preds)) => {
+                // One containment of the merged object, unless a key repeats (then each
+                // predicate stands alone and the AND can never hold for two values).
+                let mut merged = serde_json::Map::new();
+                let unique = preds
+                    .iter()
+                    .all(|p| merged.insert(p.key.clone(), p.value.to_json()).is_none());
+                if unique {
+                    parts.push(self.containment(merged));
+                } else {
+                    for p in preds {
+                        let mut one = serde_json::Map::new();
+                        one.insert(p.key.clone(), p.value.to_json());
+                        parts.push(self.containment(one));
+                    }
+                }
+            }
+            Some(PredicateGroup::Any(preds)) => {
+                let alternatives: Vec<String> = preds
+                    .iter()
+                    .map(|p| {
+                        let mut one = serde_json::Map::new();
+                        one.insert(p.key.clone(), p.value.to_json());
+                        self.containment(one)
+                    })
+                    .collect();
+                parts.push(format!("({})", alternatives.join(" OR ")));
+            }
+        }
+        let n = parts.len();
+        (parts.join(" AND "), n)
+    }
+}
+
+impl Compiler {
+    /// The exact condition of `filter` (empty when it matches every event).
+    pub(crate) fn condition(&mut self, filter: &Filter) -> String {
+        let mut clauses = Vec::new();
+        let compiled: Vec<(String, usize)> = filter.items().iter().map(|i| self.item(i)).collect();
+        match compiled.len() {
+            0 => {}
+            1 => clauses.extend(compiled.into_iter().map(|(s, _)| s)),
+            _ => {
+                let ors: Vec<String> = compiled
+                    .into_iter()
+                    .map(|(s, parts)| if parts > 1 { format!("({s})") } else { s })
+                    .collect();
+                clauses.push(format!("({})", ors.join(" OR ")));
+            }
+        }
+        match filter.bound() {
+            Bound::None => {}
+            Bound::OccurredFrom(f) => {
+                clauses.push(format!(
+                    "occurred_at >= {}",
+                    self.bind(SqlParam::Timestamp(f))
+                ));
+            }
+            Bound::OccurredUntil(u) => {
+                clauses.push(format!(
+                    "occurred_at <= {}",
+                    self.bind(SqlParam::Timestamp(u))
+                ));
+            }
+            Bound::OccurredBetween(f, u) => {
+                clauses.push(format!(
+                    "occurred_at >= {}",
+                    self.bind(SqlParam::Timestamp(f))
+                ));
+                clauses.push(format!(
+                    "occurred_at <= {}",
+                    self.bind(SqlParam::Timestamp(u))
+                ));
+            }
+            Bound::SequenceNumberAbove(n) => {
+                clauses.push(format!(
+                    "sequence_number > {}",
+                    self.bind(SqlParam::BigInt(n))
+                ));
+            }
+        }
+        clauses.join(" AND ")
+    }
+}
+
+impl Compiler {
+    /// The statement: `sql` with the parameters bound so far.
+    pub(crate) fn finish(self, sql: String) -> Statement {
+        Statement {
+            sql,
+            params: self.params,
+        }
+    }
+}
+
+/// Compiles `filter` to its exact condition, with parameters numbered from `$first`.
+pub fn compile(filter: &Filter, first: usize) -> Condition {
+    let mut c = Compiler::new(first);
+    let sql = c.condition(filter);
+    Condition {
+        sql,
+        params: c.params,
+    }
+}

@@ -1,0 +1,470 @@
+//! The statements the store runs, each built with its parameters by one function.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use crate::event::StorableEvent;
+use crate::filter::{Bound, Filter};
+use crate::guard::LockSet;
+use crate::keys::{self, Lookup};
+use crate::sql::compiler::{Compiler, COLUMNS};
+use crate::sql::param::{SqlParam, Statement};
+use crate::table::TableName;
+
+/// Takes the guard's advisory locks in the order given. `unnest` yields rows in array
+/// order, so the locks are taken in that order.
+pub fn lock(locks: LockSet) -> Statement {
+    let (keys, modes) = locks.into_arrays();
+    Statement {
+        sql: "SELECT CASE WHEN x THEN pg_advisory_xact_lock(k) \
+              ELSE pg_advisory_xact_lock_shared(k) END \
+              FROM unnest($1::bigint[], $2::bool[]) AS u(k, x)"
+            .to_owned(),
+        params: vec![SqlParam::BigIntArray(keys), SqlParam::BoolArray(modes)],
+    }
+}
+
+/// Serialises concurrent schema creation on `table` (`CREATE ... IF NOT EXISTS` races
+/// otherwise).
+pub fn lock_schema(table: &TableName) -> Statement {
+    Statement {
+        sql: "SELECT pg_advisory_xact_lock($1)".to_owned(),
+        params: vec![SqlParam::BigInt(keys::schema_key(table))],
+    }
+}
+
+/// The events matching `filter`, whose key index lookup is `lookup`, in ascending sequence
+/// order.
+pub fn query(table: &TableName, filter: &Filter, lookup: Option<&Lookup>) -> Statement {
+    let mut c = Compiler::new(1);
+    let keyed = lookup.is_some_and(Lookup::uses_key_index);
+    let after = match filter.bound() {
+        Bound::SequenceNumberAbove(n) if keyed => Some(c.bind(SqlParam::BigInt(n))),
+        _ => None,
+    };
+    let (ctes, from) = c.source(table, lookup, after.as_deref());
+    let condition = c.condition(filter);
+    let mut sql = String::new();
+    if !ctes.is_empty() {
+        let _ = write!(sql, "WITH {ctes} ");
+    }
+    let _ = write!(sql, "SELECT {COLUMNS} FROM {from}");
+    if !condition.is_empty() {
+        let _ = write!(sql, " WHERE {condition}");
+    }
+    sql.push_str(" ORDER BY sequence_number");
+    c.finish(sql)
+}
+
+/// The guarded insert of `events`: it inserts every event and its key index rows, or
+/// nothing when an event matching `filter` (whose lookup is `lookup`) has a sequence number
+/// above `expected`. It returns the assigned sequence numbers in event order (no rows: the
+/// guard failed).
+pub fn guarded_insert(
+    table: &TableName,
+    filter: &Filter,
+    lookup: Option<&Lookup>,
+    expected: i64,
+    events: &[StorableEvent],
+) -> Statement {
+    let mut c = Compiler::new(1);
+    let occurred = c.bind(SqlParam::TimestampArray(
+        events.iter().map(StorableEvent::occurred_at).collect(),
+    ));
+    let types = c.bind(SqlParam::TextArray(
+        events.iter().map(|e| e.event_type().to_owned()).collect(),
+    ));
+    let object = |m: &serde_json::Map<String, Value>| Value::Object(m.clone());
+    let payloads = c.bind(SqlParam::JsonArray(
+        events.iter().map(|e| object(e.payload())).collect(),
+    ));
+    let metadata = c.bind(SqlParam::JsonArray(
+        events.iter().map(|e| object(e.metadata())).collect(),
+    ));
+    let expected = c.bind(SqlParam::BigInt(expected));
+    // The key index rows: (key, 1-based position of the event).
+    let (mut index_keys, mut positions) = (Vec::new(), Vec::new());
+    for (position, event) in (1_i64..).zip(events) {
+        for key in keys::index_keys(table, event.payload()) {
+            index_keys.push(key);
+            positions.push(position);
+        }
+    }
+    let index_keys = c.bind(SqlParam::BigIntArray(index_keys));
+    let positions = c.bind(SqlParam::BigIntArray(positions));
+
+    let (ctes, from) = c.source(table, lookup, Some(&expected));
+    let mut check = vec![format!("sequence_number > {expected}"), c.condition(filter)];
+    check.retain(|s| !s.is_empty());
+    let check = check.join(" AND ");
+    let ctes = if ctes.is_empty() {
+        ctes
+    } else {
+        format!("{ctes}, ")
+    };
+    let t = table.quoted();
+    let key_table = table.keys_quoted();
+    let seq = table.sequence_quoted();
+    let sql = format!(
+        "WITH {ctes}new AS (\
+             SELECT nextval('{seq}') AS sequence_number, o, e, p, m, i \
+             FROM unnest({occurred}::timestamptz[], {types}::text[], {payloads}::jsonb[], {metadata}::jsonb[]) WITH ORDINALITY AS u(o, e, p, m, i) \
+             WHERE NOT EXISTS (SELECT 1 FROM {from} WHERE {check})\
+         ), stored AS (\
+             INSERT INTO {t} (sequence_number, occurred_at, event_type, payload, metadata) \
+             SELECT sequence_number, o, e, p, m FROM new RETURNING sequence_number, ctid\
+         ), indexed AS (\
+             INSERT INTO {key_table} (key, sequence_number, tid) \
+             SELECT k.key, new.sequence_number, stored.ctid \
+             FROM unnest({index_keys}::bigint[], {positions}::bigint[]) AS k(key, i) JOIN new USING (i) JOIN stored USING (sequence_number)\
+         ) \
+         SELECT sequence_number FROM new ORDER BY i"
+    );
+    c.finish(sql)
+}
+
+fn snapshot_key(projection_type: &str, filter_hash: &str) -> Vec<SqlParam> {
+    vec![
+        SqlParam::Text(projection_type.to_owned()),
+        SqlParam::Text(filter_hash.to_owned()),
+    ]
+}
+
+/// Saves a snapshot unless one with a higher sequence number exists. Affects one row when
+/// it saved.
+pub fn save_snapshot(
+    table: &TableName,
+    projection_type: &str,
+    filter_hash: &str,
+    sequence_number: i64,
+    data: Value,
+) -> Statement {
+    let mut params = snapshot_key(projection_type, filter_hash);
+    params.extend([SqlParam::BigInt(sequence_number), SqlParam::Json(data)]);
+    Statement {
+        sql: format!(
+            "INSERT INTO {} AS s (projection_type, filter_hash, sequence_number, data) \
+             VALUES ($1, $2, $3, $4::jsonb) \
+             ON CONFLICT (projection_type, filter_hash) DO UPDATE \
+             SET sequence_number = excluded.sequence_number, data = excluded.data, created_at = now() \
+             WHERE s.sequence_number <= excluded.sequence_number",
+            table.quoted()
+        ),
+        params,
+    }
+}
+
+/// The snapshot's sequence number, data and creation time.
+pub fn load_snapshot(table: &TableName, projection_type: &str, filter_hash: &str) -> Statement {
+    Statement {
+        sql: format!(
+            "SELECT sequence_number, data, created_at FROM {} \
+             WHERE projection_type = $1 AND filter_hash = $2",
+            table.quoted()
+        ),
+        params: snapshot_key(projection_type, filter_hash),
+    }
+}
+
+pub fn delete_snapshot(table: &TableName, projection_type: &str, filter_hash: &str) -> Statement {
+    Statement {
+        sql: format!(
+            "DELETE FROM {} WHERE projection_type = $1 AND filter_hash = $2",
+            table.quoted()
+        ),
+        params: snapshot_key(projection_type, filter_hash),
+    }
+}
+
+/// Drops the events table, its key index (and with them its sequence) and the snapshots.
+pub fn drop_tables(table: &TableName, snapshots: &TableName) -> String {
+    format!(
+        "DROP TABLE IF EXISTS {}, {}, {}",
+        table.quoted(),
+        table.keys_quoted(),
+        snapshots.quoted()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::{FilterItem, Predicate, PredicateGroup, PredicateValue};
+    use crate::sql::compiler::compile;
+
+    fn query(table: &TableName, f: &Filter) -> (String, Vec<SqlParam>) {
+        let s = super::query(table, f, keys::lookup(table, f).as_ref());
+        (s.sql, s.params)
+    }
+
+    /// The guarded insert of no events: its filter's parameters follow the seven of the
+    /// events and the expected number.
+    fn guarded_insert(table: &TableName, f: &Filter) -> (String, Vec<SqlParam>) {
+        let s = super::guarded_insert(table, f, keys::lookup(table, f).as_ref(), 0, &[]);
+        (s.sql, s.params[7..].to_vec())
+    }
+
+    fn types(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| (*x).to_string()).collect()
+    }
+
+    fn p(k: &str, v: &str) -> Predicate {
+        Predicate {
+            key: k.into(),
+            value: PredicateValue::Str(v.into()),
+        }
+    }
+
+    fn obj(k: &str, v: Value) -> SqlParam {
+        let mut object = serde_json::Map::new();
+        object.insert(k.to_owned(), v);
+        SqlParam::Json(Value::Object(object))
+    }
+
+    fn table() -> TableName {
+        TableName::parse("events").unwrap()
+    }
+
+    #[test]
+    fn any_event_has_no_condition() {
+        let f = Filter::any_event(Bound::None).unwrap();
+        assert_eq!(
+            query(&table(), &f).0,
+            "SELECT sequence_number, occurred_at, event_type, payload, metadata \
+             FROM \"events\" ORDER BY sequence_number"
+        );
+    }
+
+    #[test]
+    fn one_type() {
+        let f = Filter::new(
+            vec![FilterItem::new(types(&["A"]), None).unwrap()],
+            Bound::None,
+        )
+        .unwrap();
+        let c = compile(&f, 1);
+        assert_eq!(c.sql, "event_type = $1");
+        assert_eq!(c.params, vec![SqlParam::Text("A".into())]);
+    }
+
+    #[test]
+    fn several_types() {
+        let f = Filter::new(
+            vec![FilterItem::new(types(&["B", "A"]), None).unwrap()],
+            Bound::None,
+        )
+        .unwrap();
+        let c = compile(&f, 1);
+        assert_eq!(c.sql, "event_type = ANY($1::text[])");
+        assert_eq!(c.params, vec![SqlParam::TextArray(types(&["A", "B"]))]);
+    }
+
+    #[test]
+    fn all_predicates_merge_into_one_containment() {
+        let item = FilterItem::new(
+            vec![],
+            Some(PredicateGroup::All(vec![p("b", "2"), p("a", "1")])),
+        )
+        .unwrap();
+        let c = compile(&Filter::new(vec![item], Bound::None).unwrap(), 1);
+        assert_eq!(c.sql, "payload @> $1::jsonb");
+        assert_eq!(
+            c.params,
+            vec![SqlParam::Json(serde_json::json!({"a": "1", "b": "2"}))]
+        );
+    }
+
+    #[test]
+    fn all_predicates_with_a_repeated_key_stay_apart() {
+        let item = FilterItem::new(
+            vec![],
+            Some(PredicateGroup::All(vec![p("a", "2"), p("a", "1")])),
+        )
+        .unwrap();
+        let c = compile(&Filter::new(vec![item], Bound::None).unwrap(), 1);
+        assert_eq!(c.sql, "payload @> $1::jsonb AND payload @> $2::jsonb");
+        assert_eq!(c.params, vec![obj("a", "1".into()), obj("a", "2".into())]);
+    }
+
+    #[test]
+    fn types_and_any_predicates() {
+        let item = FilterItem::new(
+            types(&["A", "B"]),
+            Some(PredicateGroup::Any(vec![
+                p("k", "v"),
+                Predicate {
+                    key: "n".into(),
+                    value: PredicateValue::Int(3),
+                },
+                Predicate {
+                    key: "f".into(),
+                    value: PredicateValue::Bool(true),
+                },
+            ])),
+        )
+        .unwrap();
+        let c = compile(&Filter::new(vec![item], Bound::None).unwrap(), 1);
+        assert_eq!(
+            c.sql,
+            "event_type = ANY($1::text[]) AND (payload @> $2::jsonb OR payload @> $3::jsonb OR payload @> $4::jsonb)"
+        );
+        assert_eq!(
+            c.params,
+            vec![
+                SqlParam::TextArray(types(&["A", "B"])),
+                obj("f", true.into()),
+                obj("k", "v".into()),
+                obj("n", 3.into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn items_or_and_bounds() {
+        let a =
+            FilterItem::new(types(&["A"]), Some(PredicateGroup::All(vec![p("k", "1")]))).unwrap();
+        let b = FilterItem::new(types(&["B"]), None).unwrap();
+        for (bound, tail, extra) in [
+            (
+                Bound::OccurredFrom(7),
+                " AND occurred_at >= $5",
+                vec![SqlParam::Timestamp(7)],
+            ),
+            (
+                Bound::OccurredUntil(8),
+                " AND occurred_at <= $5",
+                vec![SqlParam::Timestamp(8)],
+            ),
+            (
+                Bound::OccurredBetween(7, 8),
+                " AND occurred_at >= $5 AND occurred_at <= $6",
+                vec![SqlParam::Timestamp(7), SqlParam::Timestamp(8)],
+            ),
+            (
+                Bound::SequenceNumberAbove(9),
+                " AND sequence_number > $5",
+                vec![SqlParam::BigInt(9)],
+            ),
+            (Bound::None, "", vec![]),
+        ] {
+            let f = Filter::new(vec![b.clone(), a.clone()], bound).unwrap();
+            let c = compile(&f, 2);
+            assert_eq!(
+                c.sql,
+                format!("((event_type = $2 AND payload @> $3::jsonb) OR event_type = $4){tail}")
+            );
+            let mut params = vec![
+                SqlParam::Text("A".into()),
+                obj("k", "1".into()),
+                SqlParam::Text("B".into()),
+            ];
+            params.extend(extra);
+            assert_eq!(c.params, params);
+        }
+    }
+
+    #[test]
+    fn guarded_insert_numbers_filter_params_after_the_events() {
+        let f = Filter::new(
+            vec![FilterItem::new(types(&["A"]), None).unwrap()],
+            Bound::None,
+        )
+        .unwrap();
+        let (sql, params) = guarded_insert(&table(), &f);
+        assert!(sql.contains("WHERE NOT EXISTS (SELECT 1 FROM \"events\" WHERE sequence_number > $5 AND event_type = $8)"), "{sql}");
+        assert!(sql.contains("nextval('\"events_seq\"')"), "{sql}");
+        assert_eq!(params, vec![SqlParam::Text("A".into())]);
+    }
+
+    #[test]
+    fn only_key_index_lookups_count_as_value_independent() {
+        let keyed =
+            FilterItem::new(types(&["A"]), Some(PredicateGroup::All(vec![p("k", "v")]))).unwrap();
+        let types_only = FilterItem::new(types(&["A"]), None).unwrap();
+        let bound = Bound::SequenceNumberAbove(3);
+        let uses = |f: Filter| keys::lookup(&table(), &f).is_some_and(|l| l.uses_key_index());
+        assert!(uses(Filter::new(vec![keyed.clone()], bound).unwrap()));
+        assert!(uses(
+            Filter::new(vec![keyed, types_only.clone()], bound).unwrap()
+        ));
+        assert!(!uses(Filter::new(vec![types_only], bound).unwrap()));
+        assert!(!uses(Filter::any_event(bound).unwrap()));
+    }
+
+    #[test]
+    fn every_parameter_is_referenced() {
+        let types_only = FilterItem::new(types(&["A"]), None).unwrap();
+        for bound in [
+            Bound::None,
+            Bound::SequenceNumberAbove(3),
+            Bound::OccurredFrom(1),
+        ] {
+            for f in [
+                Filter::new(vec![types_only.clone()], bound).unwrap(),
+                Filter::any_event(bound).unwrap(),
+            ] {
+                let (sql, params) = query(&table(), &f);
+                for n in 1..=params.len() {
+                    assert!(sql.contains(&format!("${n}")), "${n} unused in {sql}");
+                }
+                assert!(!sql.contains(&format!("${}", params.len() + 1)), "{sql}");
+            }
+        }
+    }
+
+    #[test]
+    fn predicates_are_looked_up_in_the_key_index() {
+        let item = FilterItem::new(
+            types(&["A"]),
+            Some(PredicateGroup::Any(vec![p("k", "1"), p("j", "2")])),
+        )
+        .unwrap();
+        let other = FilterItem::new(types(&["B"]), None).unwrap();
+        let f = Filter::new(vec![item.clone()], Bound::SequenceNumberAbove(4)).unwrap();
+        let (sql, params) = query(&table(), &f);
+        assert_eq!(
+            sql,
+            "WITH candidate AS MATERIALIZED (\
+                 SELECT sequence_number, tid FROM \"events_keys\" WHERE key = ANY($2::bigint[]) AND sequence_number > $1), \
+             hit AS MATERIALIZED (SELECT sequence_number, occurred_at, event_type, payload, metadata FROM \"events\" \
+                 WHERE ctid = ANY(ARRAY(SELECT tid FROM candidate)) \
+                 AND sequence_number = ANY(ARRAY(SELECT sequence_number FROM candidate))) \
+             SELECT sequence_number, occurred_at, event_type, payload, metadata \
+             FROM (SELECT sequence_number, occurred_at, event_type, payload, metadata FROM hit \
+                 UNION ALL SELECT sequence_number, occurred_at, event_type, payload, metadata FROM \"events\" \
+                 WHERE sequence_number = ANY(ARRAY(\
+                     SELECT sequence_number FROM candidate EXCEPT SELECT sequence_number FROM hit))) AS e \
+             WHERE event_type = $3 AND (payload @> $4::jsonb OR payload @> $5::jsonb) AND sequence_number > $6 \
+             ORDER BY sequence_number"
+        );
+        let lookup = keys::lookup(&table(), &f).unwrap();
+        assert_eq!(
+            params[..2],
+            [SqlParam::BigInt(4), SqlParam::BigIntArray(lookup.keys)]
+        );
+
+        // An item without predicates adds its types to the candidates.
+        let f = Filter::new(vec![item, other], Bound::None).unwrap();
+        let (sql, _) = guarded_insert(&table(), &f);
+        assert!(
+            sql.contains("candidate AS MATERIALIZED (\
+                              SELECT sequence_number, tid FROM \"events_keys\" WHERE key = ANY($8::bigint[]) AND sequence_number > $5 \
+                              UNION ALL SELECT sequence_number, NULL::tid FROM \"events\" WHERE event_type = ANY($9::text[]) AND sequence_number > $5)"),
+            "{sql}"
+        );
+    }
+
+    #[test]
+    fn hostile_strings_only_travel_as_parameters() {
+        let evil = "'); DROP TABLE events; --\"\\";
+        let item = FilterItem::new(
+            vec![evil.to_string()],
+            Some(PredicateGroup::All(vec![p(evil, evil)])),
+        )
+        .unwrap();
+        let (sql, params) = query(&table(), &Filter::new(vec![item], Bound::None).unwrap());
+        assert!(!sql.contains("DROP"), "{sql}");
+        assert_eq!(params.len(), 3);
+    }
+}
