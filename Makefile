@@ -4,9 +4,14 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# The CPythons the suite also runs on, each in .venv-<version>, when the machine has them.
+PYTHONS ?= 3.10 3.11 3.12 3.13
 SOURCES := Cargo.toml pyproject.toml $(shell find rust python -type f -not -name '*.pyc' -not -name '*.so')
 
-.PHONY: demo test test-rust test-python lint bench clean
+.PHONY: help demo test test-rust test-python test-pythons lint bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: $(SOURCES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,12 +19,12 @@ $(VENV)/.installed: $(SOURCES)
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed ## Run the library example on an embedded PostgreSQL
 	$(PY) -m dynamic_streams.examples.library
 
-test: lint test-rust test-python
+test: lint test-rust test-python test-pythons ## Lint, then the Rust and Python suites (every CPython 3.10-3.13 found)
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.installed ## rustfmt, clippy (pedantic), ruff, mypy (strict), stubtest
 	cargo fmt --check
 	cargo clippy --all-targets --features python -- -D warnings
 	$(VENV)/bin/ruff check python tests benches
@@ -27,19 +32,36 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest dynamic_streams._native
 
-test-rust:
+test-rust: ## The engine's unit tests (no Python needed)
 	cargo test
 
-test-python: $(VENV)/.installed
+test-python: $(VENV)/.installed ## The Python suite on the default interpreter
 	$(VENV)/bin/pytest
+
+test-pythons: $(VENV)/.installed ## The Python suite on each other CPython in PYTHONS
+	@default=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	pyenv_root=$${PYENV_ROOT:-$$HOME/.pyenv}; \
+	for v in $(PYTHONS); do \
+	  if [ "$$v" = "$$default" ]; then continue; fi; \
+	  py=""; \
+	  for candidate in python$$v $$pyenv_root/versions/$$v.*/bin/python$$v; do \
+	    if $$candidate -c '' 2>/dev/null; then py=$$candidate; fi; \
+	  done; \
+	  if [ -z "$$py" ]; then echo "CPython $$v: not on this machine, skipped"; continue; fi; \
+	  echo "CPython $$v ($$py):"; \
+	  test -x .venv-$$v/bin/python || $$py -m venv .venv-$$v || exit 1; \
+	  .venv-$$v/bin/python -m pip install --quiet --upgrade pip || exit 1; \
+	  .venv-$$v/bin/python -m pip install --quiet -e '.[test]' || exit 1; \
+	  .venv-$$v/bin/pytest -q || exit 1; \
+	done
 
 # Benchmarks are not tests: run on purpose. See benches/run.py for the sizes and the DSN.
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	touch $@
 
-bench: $(VENV)/.bench-installed
+bench: $(VENV)/.bench-installed ## The benchmarks, side by side with psycopg and eventsourcing
 	$(PY) benches/run.py
 
-clean:
-	rm -rf $(VENV) target
+clean: ## Remove the virtualenvs and the build
+	rm -rf $(VENV) $(VENV)-* target

@@ -16,6 +16,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -29,6 +30,8 @@ from dynamic_streams import (
     QueryResult,
     build_event_filter,
 )
+
+pytestmark = pytest.mark.slow
 
 EVERYTHING = build_event_filter().matching_any_event().finalize()
 
@@ -70,6 +73,8 @@ def refused_port() -> int:
 
 def test_a_refused_connection_fails_fast_without_the_password() -> None:
     dsn = f"postgresql://reader:s3cret-pw@127.0.0.1:{refused_port()}/db"
+    # The password is where a DSN parser finds it, so the store really held it.
+    assert urlsplit(dsn).password == "s3cret-pw"
     with EventStore(dsn, timeout=5) as store:
         started = time.monotonic()
         with pytest.raises(OperationalError) as info:

@@ -11,6 +11,7 @@ import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from dynamic_streams import (
     AsyncEventStore,
     ConcurrencyConflictError,
@@ -21,6 +22,8 @@ from dynamic_streams import (
 )
 from dynamic_streams.examples.library import BookCopyLentToSomeoneElse, Library, new_id
 from dynamic_streams.examples.library.service import check_invariants
+
+pytestmark = pytest.mark.slow
 
 THREADS = 8
 ROUNDS = 50

@@ -31,6 +31,8 @@ from dynamic_streams import (
     strong_consistency,
 )
 
+pytestmark = pytest.mark.slow
+
 EVERYTHING = build_event_filter().matching_any_event().finalize()
 
 
