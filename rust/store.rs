@@ -123,19 +123,34 @@ impl std::fmt::Debug for EventStore {
     }
 }
 
-/// The `BEGIN` of an operation's transaction. Statements found through the key index have
-/// one good plan whatever their values, and the connections plan them once (generic plans);
-/// the others (event types only, or every event, with a bound) are planned for their values:
-/// a generic plan for `event_type = $1 AND sequence_number > $2` walks the primary key.
+/// The `BEGIN` of an operation's transaction.
+///
+/// Always READ COMMITTED, whatever the server, role or DSN sets as default: the guard
+/// relies on each statement seeing what the transactions whose locks it waited for
+/// committed (docs/guard.md). Under REPEATABLE READ or SERIALIZABLE the snapshot would be
+/// taken when the lock statement starts, before the wait.
+///
+/// Statements found through the key index have one good plan whatever their values, and the
+/// connections plan them once (generic plans); the others (event types only, or every event,
+/// with a bound) are planned for their values: a generic plan for
+/// `event_type = $1 AND sequence_number > $2` walks the primary key.
 fn begin(read_only: bool, lookup: Option<&Lookup>) -> &'static str {
     let by_value = !lookup.is_some_and(Lookup::uses_key_index);
     match (read_only, by_value) {
-        (false, false) => "BEGIN",
-        (true, false) => "BEGIN READ ONLY",
-        (false, true) => "BEGIN; SET LOCAL plan_cache_mode = force_custom_plan",
-        (true, true) => "BEGIN READ ONLY; SET LOCAL plan_cache_mode = force_custom_plan",
+        (false, false) => BEGIN,
+        (true, false) => "BEGIN ISOLATION LEVEL READ COMMITTED, READ ONLY",
+        (false, true) => {
+            "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL plan_cache_mode = force_custom_plan"
+        }
+        (true, true) => {
+            "BEGIN ISOLATION LEVEL READ COMMITTED, READ ONLY; \
+             SET LOCAL plan_cache_mode = force_custom_plan"
+        }
     }
 }
+
+/// A read-write transaction at the isolation level the guard assumes (see [`begin`]).
+const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
 
 fn recorded(row: &Row) -> Result<RecordedEvent> {
     Ok(RecordedEvent {
@@ -244,7 +259,7 @@ impl EventStore {
             let conn = self.conn().await?;
             let client = conn.client()?;
             let lock = sql::lock_schema(&self.table);
-            client.batch_execute("BEGIN").await?;
+            client.batch_execute(BEGIN).await?;
             client.execute(&lock.sql, &lock.args()).await?;
             client
                 .batch_execute(&ddl::create_schema(&self.table))
