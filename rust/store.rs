@@ -225,21 +225,22 @@ impl EventStore {
         Conn::get(&self.pool).await
     }
 
-    /// A replica connection for an eventual read; `None` when there is no replica or it
-    /// cannot be reached right now (the read falls back to the primary).
-    async fn replica_conn(&self, consistency: Consistency) -> Result<Option<Conn>> {
-        let Some(replica) = self
+    /// A connection for a read, and whether it is the replica's: an eventual read goes to
+    /// the replica when one is configured and can be reached right now, every other read to
+    /// the primary.
+    async fn read_conn(&self, consistency: Consistency) -> Result<(Conn, bool)> {
+        if let Some(replica) = self
             .replica
             .as_ref()
             .filter(|_| consistency == Consistency::Eventual)
-        else {
-            return Ok(None);
-        };
-        match replica.get().await {
-            Ok(obj) => Ok(Some(Conn::from(obj))),
-            Err(deadpool_postgres::PoolError::Closed) => Err(Error::Closed),
-            Err(_) => Ok(None),
+        {
+            match replica.get().await {
+                Ok(obj) => return Ok((Conn::from(obj), true)),
+                Err(deadpool_postgres::PoolError::Closed) => return Err(Error::Closed),
+                Err(_) => {}
+            }
         }
+        Ok((self.conn().await?, false))
     }
 
     /// Runs one statement outside any explicit transaction, returning how many rows it
@@ -314,10 +315,7 @@ impl EventStore {
         snapshot_key(projection_type, filter_hash)?;
         let load = sql::load_snapshot(&self.snapshots, projection_type, filter_hash);
         self.timed(timeout, async {
-            let conn = match self.replica_conn(consistency).await? {
-                Some(conn) => conn,
-                None => self.conn().await?,
-            };
+            let (conn, _) = self.read_conn(consistency).await?;
             let client = conn.client()?;
             let prepared = client.prepare_cached(&load.sql).await?;
             let row = client.query_opt(&prepared, &load.args()).await?;
@@ -373,19 +371,14 @@ impl EventStore {
         let lookup = keys::lookup(&self.table, filter);
         let select = sql::query(&self.table, filter, lookup.as_ref());
         let begin = begin(true, lookup.as_ref());
+        // A strong read locks its filter's keys (it must read a complete prefix); an eventual
+        // read takes no locks, on the replica or on the primary it falls back to.
+        let lock = (consistency == Consistency::Strong)
+            .then(|| sql::lock(guard::for_read(&self.table, lookup.as_ref())));
         self.timed(timeout, async {
-            let (rows, from_replica) = if let Some(conn) = self.replica_conn(consistency).await? {
-                // Eventual: no locks (they would guard nothing on a replica).
-                let rows = conn.transaction(begin, None, &select).await?;
-                conn.release();
-                (rows, true)
-            } else {
-                let lock = sql::lock(guard::for_read(&self.table, lookup.as_ref()));
-                let conn = self.conn().await?;
-                let rows = conn.transaction(begin, Some(&lock), &select).await?;
-                conn.release();
-                (rows, false)
-            };
+            let (conn, from_replica) = self.read_conn(consistency).await?;
+            let rows = conn.transaction(begin, lock.as_ref(), &select).await?;
+            conn.release();
             let events = rows.iter().map(recorded).collect::<Result<Vec<_>>>()?;
             let max_sequence_number = events.last().map_or(0, |e| e.sequence_number);
             Ok(QueryResult {

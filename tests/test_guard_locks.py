@@ -148,3 +148,17 @@ def test_cancelling_an_asyncio_task_cancels_the_statement_on_the_server(
             assert await store.append(EVERYTHING, 0, Event("Lent", BOOK)) == [1]
 
     asyncio.run(main())
+
+
+def test_an_eventual_read_takes_no_locks_even_on_the_primary(
+    event_store: EventStore, writer: psycopg.Connection
+) -> None:
+    # No replica is configured, so the primary serves the eventual read: without the guard's
+    # locks (docs/guard.md), it neither waits for the writer nor holds writers off.
+    begin_write(writer, event_store.table, BOOK)
+    started = time.monotonic()
+    result = event_store.query(FILTER, consistency="eventual", timeout=2)
+    assert time.monotonic() - started < 1
+    assert len(result) == 0 and not result.from_replica
+    writer.commit()
+    assert len(event_store.query(FILTER, consistency="eventual")) == 1
