@@ -1,9 +1,12 @@
 //! The filter model: an OR of items, optionally narrowed by one global bound.
 //!
 //! Constructors validate and sanitise, so a [`Filter`] value is always well formed and equal
-//! filters have identical contents (and therefore compile to identical SQL): empty strings are
-//! dropped, duplicates removed, order normalised. A part of an item that was given but is
-//! empty after sanitising is an error, never a silent widening of the filter.
+//! filters have identical contents (and therefore compile to identical SQL): blank event types
+//! (which name no event) are dropped, duplicates removed, order normalised. An empty predicate
+//! key is an error; an empty string *value* is a JSON value like any other and is matched
+//! literally (dropping it would silently widen an ALL group or narrow an ANY group, and the
+//! guard with it). A part of an item that was given but is empty after sanitising is an
+//! error, never a silent widening of the filter.
 
 use crate::error::{Error, Result};
 use crate::input::reject_nul;
@@ -80,8 +83,9 @@ pub struct FilterItem {
 impl FilterItem {
     /// Builds an item from event types (any of them) and an optional predicate group.
     ///
-    /// Empty strings are dropped and duplicates removed; if the types or the predicates were
-    /// given but nothing is left of them, or the item has neither, it is rejected.
+    /// Blank event types are dropped and duplicates removed; a predicate with an empty key is
+    /// rejected; if the types or the predicates were given but nothing is left of them, or the
+    /// item has neither, it is rejected.
     pub fn new(event_types: Vec<String>, predicates: Option<PredicateGroup>) -> Result<Self> {
         let types_given = !event_types.is_empty();
         let mut types = Vec::with_capacity(event_types.len());
@@ -103,8 +107,12 @@ impl FilterItem {
             None => None,
             Some(group) => {
                 let any = matches!(group, PredicateGroup::Any(_));
-                let given = group.predicates().len();
-                let mut kept = Vec::with_capacity(given);
+                if group.predicates().is_empty() {
+                    return Err(Error::invalid(
+                        "filter item: a predicate group needs at least one predicate; an empty group would change what the item matches",
+                    ));
+                }
+                let mut kept = Vec::with_capacity(group.predicates().len());
                 for p in match group {
                     PredicateGroup::Any(p) | PredicateGroup::All(p) => p,
                 } {
@@ -112,9 +120,10 @@ impl FilterItem {
                     if let PredicateValue::Str(s) = &p.value {
                         reject_nul("a predicate value", s)?;
                     }
-                    let empty_value = matches!(&p.value, PredicateValue::Str(s) if s.is_empty());
-                    if p.key.is_empty() || empty_value {
-                        continue;
+                    if p.key.is_empty() {
+                        return Err(Error::invalid(
+                            "a predicate key must not be empty: it names a top-level payload field",
+                        ));
                     }
                     kept.push(Predicate {
                         key: p.key,
@@ -123,11 +132,6 @@ impl FilterItem {
                 }
                 kept.sort_by_cached_key(Predicate::sort_key);
                 kept.dedup();
-                if given > 0 && kept.is_empty() {
-                    return Err(Error::invalid(
-                        "filter item: every predicate given has an empty key or value; an empty item would match everything",
-                    ));
-                }
                 match kept.len() {
                     0 => None,
                     // One predicate means the same under ANY and ALL: normalise to ALL.
@@ -337,12 +341,7 @@ mod tests {
     fn predicates_are_sanitised_and_single_any_becomes_all() {
         let item = FilterItem::new(
             vec![],
-            Some(PredicateGroup::Any(vec![
-                p("b", "2"),
-                p("", "x"),
-                p("a", ""),
-                p("b", "2"),
-            ])),
+            Some(PredicateGroup::Any(vec![p("b", "2"), p("b", "2")])),
         )
         .unwrap();
         assert_eq!(
@@ -352,12 +351,31 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_value_is_kept_and_an_empty_key_rejected() {
+        let item = FilterItem::new(
+            vec![],
+            Some(PredicateGroup::Any(vec![p("b", "2"), p("a", "")])),
+        )
+        .unwrap();
+        assert_eq!(
+            item.predicates(),
+            Some(&PredicateGroup::Any(vec![p("a", ""), p("b", "2")]))
+        );
+        assert!(FilterItem::new(vec![], Some(PredicateGroup::Any(vec![p("", "x")]))).is_err());
+        assert!(FilterItem::new(
+            s(&["A"]),
+            Some(PredicateGroup::All(vec![p("k", "v"), p("", "v")]))
+        )
+        .is_err());
+    }
+
+    #[test]
     fn empty_items_are_errors() {
         assert!(FilterItem::new(vec![], None).is_err());
         assert!(FilterItem::new(s(&["", " "]), None).is_err());
         assert!(FilterItem::new(vec![], Some(PredicateGroup::All(vec![p("", "")]))).is_err());
-        // Types survive, but the predicates given vanished: widening would be a silent bug.
-        assert!(FilterItem::new(s(&["A"]), Some(PredicateGroup::Any(vec![p("k", "")]))).is_err());
+        // Types survive, but the predicates given were none: widening would be a silent bug.
+        assert!(FilterItem::new(s(&["A"]), Some(PredicateGroup::Any(vec![]))).is_err());
         assert!(Filter::new(vec![], Bound::None).is_err());
     }
 

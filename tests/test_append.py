@@ -138,3 +138,31 @@ def test_hostile_strings_are_stored_and_matched_literally(store: Any) -> None:
         (event,) = store.query(f)
         assert (event.event_type, event.payload, event.metadata) == (h, {h: h, "other": i}, {h: h})
     assert len(store.query(EVERYTHING)) == len(hostile)
+
+
+def _matching(kind: str, *predicates: P) -> Any:
+    item = build_event_filter().matching()
+    chosen = item.all_predicates_of if kind == "all" else item.any_predicate_of
+    return chosen(*predicates).finalize()
+
+
+def test_an_empty_string_is_matched_literally_never_dropped(store: Any) -> None:
+    store.append(EVERYTHING, 0, Event("T", {"a": "x", "b": ""}))  # 1
+    store.append(EVERYTHING, 1, Event("T", {"a": "x"}))  # 2: no b
+    store.append(EVERYTHING, 2, Event("T", {"b": ""}))  # 3
+    store.append(EVERYTHING, 3, Event("T", {"b": "y"}))  # 4
+    numbers = lambda f: [e.sequence_number for e in store.query(f)]  # noqa: E731
+    # ALL: a == "x" and b == "" (dropping b would widen it to event 2).
+    assert numbers(_matching("all", P("a", "x"), P("b", ""))) == [1]
+    # ANY: a == "x" or b == "" (dropping b would narrow it, missing event 3).
+    assert numbers(_matching("any", P("a", "x"), P("b", ""))) == [1, 2, 3]
+    assert numbers(_matching("all", P("b", ""))) == [1, 3]
+
+
+def test_the_guard_sees_an_event_matching_only_by_an_empty_string(store: Any) -> None:
+    boundary = _matching("any", P("a", "x"), P("b", ""))
+    seen = store.query(boundary).max_sequence_number
+    store.append(EVERYTHING, store.query(EVERYTHING).max_sequence_number, Event("T", {"b": ""}))
+    with pytest.raises(ConcurrencyConflictError):
+        store.append(boundary, seen, Event("T", {"a": "x"}))
+    assert len(store.query(EVERYTHING)) == 1

@@ -53,9 +53,9 @@ def test_values_are_typed_json() -> None:
         lambda: build_event_filter().matching().any_event_type_of("", "  ").finalize(),
         lambda: build_event_filter().matching().any_predicate_of().finalize(),
         lambda: build_event_filter().matching().all_predicates_of(P("", "x"), P("k", "")).finalize(),
-        # The types survive, the predicates given vanish: never silently widen.
+        # An empty key names no payload field: an error, never a silently dropped predicate.
         lambda: build_event_filter().matching().any_event_type_of("A")
-        .and_any_predicate_of(P("k", "")).finalize(),
+        .and_any_predicate_of(P("k", "v"), P("", "v")).finalize(),
         lambda: build_event_filter().matching().any_event_type_of("A")
         .or_matching().any_event_type_of("").finalize(),
         lambda: build_event_filter().occurred_from(NOW).and_occurred_until(NOW - timedelta(1)).finalize(),
