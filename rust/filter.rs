@@ -19,18 +19,49 @@ pub enum PredicateValue {
     Int(i64),
     Float(f64),
     Bool(bool),
+    /// A number in canonical decimal form: what [`PredicateValue::Int`] and
+    /// [`PredicateValue::Float`] are normalised to when an item is built.
+    Number(String),
+}
+
+/// The canonical decimal text of a finite number: no exponent, no trailing fractional zeros,
+/// no `-0`. jsonb compares numbers by their numeric value, so `1e16`, `10000000000000000`
+/// and `1.0e16` are one value, and so is their canonical text. A float is taken at its
+/// shortest round-trip digits, which is the text JSON encoders (Python's included) send.
+fn canonical_number(text: &str) -> String {
+    let (sign, digits) = match text.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", text),
+    };
+    let digits = match digits.split_once('.') {
+        Some((whole, fraction)) => {
+            let fraction = fraction.trim_end_matches('0');
+            if fraction.is_empty() {
+                whole.to_owned()
+            } else {
+                format!("{whole}.{fraction}")
+            }
+        }
+        None => digits.to_owned(),
+    };
+    if digits == "0" {
+        digits
+    } else {
+        format!("{sign}{digits}")
+    }
 }
 
 impl PredicateValue {
-    /// JSON compares `1` and `1.0` as equal; a float with an integral value in range is
-    /// therefore normalised to an integer, so equal predicates sanitise to one.
+    /// Numbers become their canonical decimal form, so equal predicates sanitise to one.
     fn normalised(self) -> Result<Self> {
         match self {
             Self::Float(f) if !f.is_finite() => Err(Error::invalid(
                 "predicate values must be finite numbers (JSON has no NaN or infinity)",
             )),
-            #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
-            Self::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Self::Int(f as i64)),
+            // `Display` of f64 writes the shortest round-trip digits, never an exponent.
+            Self::Float(f) => Ok(Self::Number(canonical_number(&f.to_string()))),
+            Self::Int(i) => Ok(Self::Number(i.to_string())),
+            Self::Number(n) => Ok(Self::Number(canonical_number(&n))),
             other => Ok(other),
         }
     }
@@ -41,6 +72,9 @@ impl PredicateValue {
             Self::Int(i) => serde_json::Value::from(*i),
             Self::Float(f) => serde_json::Value::from(*f),
             Self::Bool(b) => serde_json::Value::from(*b),
+            Self::Number(n) => n
+                .parse::<serde_json::Number>()
+                .map_or(serde_json::Value::Null, serde_json::Value::Number),
         }
     }
 }
@@ -403,6 +437,42 @@ mod tests {
         )
         .unwrap();
         assert_eq!(item.predicates().unwrap().predicates().len(), 1);
+        let num = |v: PredicateValue| {
+            FilterItem::new(
+                vec![],
+                Some(PredicateGroup::All(vec![Predicate {
+                    key: "n".into(),
+                    value: v,
+                }])),
+            )
+            .unwrap()
+        };
+        // jsonb compares numbers by value, at every magnitude.
+        for (a, b) in [
+            (
+                PredicateValue::Float(1e16),
+                PredicateValue::Int(10_i64.pow(16)),
+            ),
+            (PredicateValue::Float(-0.0), PredicateValue::Int(0)),
+            (
+                PredicateValue::Float(2.5e-7),
+                PredicateValue::Number("0.00000025".into()),
+            ),
+            (
+                PredicateValue::Float(1e300),
+                PredicateValue::Number(format!("1{}", "0".repeat(300))),
+            ),
+            (
+                PredicateValue::Float(-1.5),
+                PredicateValue::Number("-1.50".into()),
+            ),
+        ] {
+            assert_eq!(num(a.clone()), num(b.clone()), "{a:?} {b:?}");
+        }
+        assert_ne!(
+            num(PredicateValue::Float(0.1)),
+            num(PredicateValue::Float(0.2))
+        );
         let nan = Predicate {
             key: "n".into(),
             value: PredicateValue::Float(f64::NAN),

@@ -166,3 +166,10 @@ def test_the_guard_sees_an_event_matching_only_by_an_empty_string(store: Any) ->
     with pytest.raises(ConcurrencyConflictError):
         store.append(boundary, seen, Event("T", {"a": "x"}))
     assert len(store.query(EVERYTHING)) == 1
+
+
+def test_a_number_matches_however_it_was_written(store: Any) -> None:
+    store.append(EVERYTHING, 0, Event("T", {"n": 10**16}), Event("T", {"n": 1.5}))
+    for value, expected in [(1e16, [1]), (10**16, [1]), (1.5, [2]), (1.50, [2]), (2, [])]:
+        f = build_event_filter().matching().all_predicates_of(P("n", value)).finalize()
+        assert [e.sequence_number for e in store.query(f)] == expected, value

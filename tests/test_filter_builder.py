@@ -97,3 +97,24 @@ def test_the_builder_offers_only_sensible_steps() -> None:
     bounded = after_from.and_occurred_until(NOW)
     assert [m for m in dir(bounded) if not m.startswith("_")] == ["finalize"]
     assert not hasattr(start.matching_any_event(), "or_matching")
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [(1e16, 10**16), (1.0, 1), (-0.0, 0), (1e18, 10**18), (-2.5e-7, -2.5e-7), (9e15, 9 * 10**15)],
+)
+def test_numbers_equal_as_jsonb_compares_them_make_equal_filters(a: float, b: float) -> None:
+    fa, fb = (
+        build_event_filter().matching().all_predicates_of(P("n", v)).finalize() for v in (a, b)
+    )
+    assert fa == fb and hash(fa) == hash(fb)
+    assert fa.hash() == fb.hash() and fa.canonical_json() == fb.canonical_json()
+    assert fa.to_sql() == fb.to_sql()
+
+
+def test_different_numbers_stay_apart() -> None:
+    f = [
+        build_event_filter().matching().all_predicates_of(P("n", v)).finalize()
+        for v in (0.1, 0.2, 1, 1.5)
+    ]
+    assert len({x.hash() for x in f}) == 4

@@ -30,7 +30,9 @@ LEVELS = ["read committed", "repeatable read", "serializable"]
 WAYS = ["database", "role", "dsn"]
 
 
-@pytest.fixture(params=[(level, way) for level in LEVELS for way in WAYS], ids=lambda p: "-".join(p))
+@pytest.fixture(
+    params=[(level, way) for level in LEVELS for way in WAYS], ids=lambda p: "-".join(p)
+)
 def dsn(request: pytest.FixtureRequest, event_store_dsn: str) -> Iterator[str]:
     """A fresh database whose sessions default to the level, set the way the param says."""
     level, way = request.param
