@@ -148,3 +148,38 @@ def test_a_closed_store_raises_interface_error(event_store: EventStore) -> None:
     assert event_store.closed
     with pytest.raises(InterfaceError, match="closed"):
         event_store.query(EVERYTHING)
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    payload: dict[str, Any] = {}
+    for _ in range(depth):
+        payload = {"k": payload}
+    return payload
+
+
+@pytest.mark.parametrize(
+    ("make", "argument"),
+    [
+        (lambda: Event("T", _nested(2000)), "payload"),
+        (lambda: Event("T", {}, metadata=_nested(2000)), "metadata"),
+        (lambda: build_event_filter().with_sequence_number_higher_than(2**70), "sequence number"),
+        (lambda: EVERYTHING.after(2**70), "sequence number"),
+        (lambda: build_event_filter().matching().all_predicates_of(("k", [1])), "'k'"),  # type: ignore[arg-type]
+        (lambda: build_event_filter().matching().any_predicate_of(("k", None)), "'k'"),  # type: ignore[arg-type]
+        (lambda: build_event_filter().matching().any_event_type_of("A").and_any_predicate_of(("k", {})), "'k'"),  # type: ignore[arg-type]
+    ],
+)  # fmt: skip
+def test_every_bad_input_is_an_invalid_input_error_naming_the_argument(
+    make: Any, argument: str
+) -> None:
+    with pytest.raises(InvalidInputError, match=argument):
+        make()
+
+
+def test_an_expected_number_beyond_64_bits_is_rejected_before_any_io(
+    event_store: EventStore,
+) -> None:
+    for expected in (2**63, -(2**63) - 1, 2**70):
+        with pytest.raises(InvalidInputError, match="expected_max_sequence_number"):
+            event_store.append(EVERYTHING, expected, Event("T", {}))
+    assert len(event_store.query(EVERYTHING)) == 0

@@ -75,8 +75,8 @@ def test_bad_filters_raise_invalid_input(make: object) -> None:
     assert str(info.value)
 
 
-def test_unsupported_predicate_values_raise_type_error() -> None:
-    with pytest.raises(TypeError, match="str, int, float or bool"):
+def test_unsupported_predicate_values_are_invalid_input_when_given() -> None:
+    with pytest.raises(InvalidInputError, match="str, int, float or bool"):
         build_event_filter().matching().all_predicates_of(P("k", None)).finalize()  # type: ignore[arg-type]
 
 

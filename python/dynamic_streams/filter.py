@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from dynamic_streams import _native
+from dynamic_streams._json import check_bigint
 from dynamic_streams.errors import InvalidInputError
 
 __all__ = [
@@ -82,7 +83,7 @@ class EventFilter:
         if isinstance(sequence_number, bool) or not isinstance(sequence_number, int):
             raise InvalidInputError("the sequence number must be an int")
         reopened = EventFilter.__new__(EventFilter)
-        reopened._native = self._native.after(sequence_number)
+        reopened._native = self._native.after(check_bigint("the sequence number", sequence_number))
         return reopened
 
     def to_sql(self, table: str = "events") -> tuple[str, list[str]]:
@@ -105,6 +106,11 @@ def _predicates(preds: tuple[Predicate, ...]) -> tuple[Predicate, ...]:
     for p in preds:
         if not isinstance(p, tuple) or len(p) != 2 or not isinstance(p[0], str):
             raise InvalidInputError(f"expected P(key, value), got {p!r}")
+        if not isinstance(p[1], (str, int, float)):  # bool is an int
+            raise InvalidInputError(
+                f"the value of predicate {p[0]!r} must be a str, int, float or bool, "
+                f"got {type(p[1]).__name__}"
+            )
     return tuple(Predicate(*p) for p in preds)
 
 
@@ -179,9 +185,10 @@ class _Bounds(_State):
         """Only events stored after ``sequence_number`` (exclusive)."""
         if isinstance(sequence_number, bool) or not isinstance(sequence_number, int):
             raise InvalidInputError("the sequence number must be an int")
-        return BoundedFilter(
-            self._items, self._current, _native.Bound.sequence_number_above(sequence_number)
+        bound = _native.Bound.sequence_number_above(
+            check_bigint("the sequence number", sequence_number)
         )
+        return BoundedFilter(self._items, self._current, bound)
 
 
 class CompleteItem(_Bounds, _Finalizable):

@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from dynamic_streams import _native
-from dynamic_streams._json import encode
+from dynamic_streams._json import check_bigint, encode
 from dynamic_streams._native import STORE_DEFAULT, StoreDefault
 from dynamic_streams._observe import observe
 from dynamic_streams.consistency import Consistency, wants_eventual
@@ -155,6 +155,7 @@ class _StoreBase:
         native_filter = _check_filter(filter)
         if isinstance(expected, bool) or not isinstance(expected, int):
             raise TypeError("expected_max_sequence_number must be an int")
+        check_bigint("expected_max_sequence_number", expected)
         if not events:
             raise InvalidInputError("append needs at least one event")
         for e in events:

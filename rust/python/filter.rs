@@ -13,7 +13,7 @@ use crate::keys;
 use crate::sql::statements;
 use crate::table::TableName;
 
-fn predicate_value(value: &Bound<'_, PyAny>) -> PyResult<PredicateValue> {
+fn predicate_value(key: &str, value: &Bound<'_, PyAny>) -> PyResult<PredicateValue> {
     let py = value.py();
     // bool before int: Python's bool is an int.
     if let Ok(b) = value.cast::<PyBool>() {
@@ -23,7 +23,12 @@ fn predicate_value(value: &Bound<'_, PyAny>) -> PyResult<PredicateValue> {
         return value
             .extract::<i64>()
             .map(PredicateValue::Int)
-            .map_err(|_| invalid(py, "integer predicate values must fit in 64 bits"));
+            .map_err(|_| {
+                invalid(
+                    py,
+                    format!("the value of predicate {key:?}: integers must fit in 64 bits"),
+                )
+            });
     }
     if value.is_instance_of::<PyFloat>() {
         return Ok(PredicateValue::Float(value.extract()?));
@@ -31,10 +36,13 @@ fn predicate_value(value: &Bound<'_, PyAny>) -> PyResult<PredicateValue> {
     if let Ok(s) = value.cast::<PyString>() {
         return Ok(PredicateValue::Str(s.to_str()?.to_owned()));
     }
-    Err(pyo3::exceptions::PyTypeError::new_err(format!(
-        "predicate values must be str, int, float or bool, not {}",
-        value.get_type().name()?
-    )))
+    Err(invalid(
+        py,
+        format!(
+            "the value of predicate {key:?} must be a str, int, float or bool, got {}",
+            value.get_type().name()?
+        ),
+    ))
 }
 
 /// How an item's predicates combine.
@@ -71,8 +79,8 @@ impl PyFilterItem {
             .into_iter()
             .map(|(key, v)| {
                 Ok(Predicate {
+                    value: predicate_value(&key, &v)?,
                     key,
-                    value: predicate_value(&v)?,
                 })
             })
             .collect::<PyResult<Vec<_>>>()?;
