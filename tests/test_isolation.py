@@ -20,7 +20,6 @@ import pytest
 from dynamic_streams import ConcurrencyConflictError, Event, EventStore, P, build_event_filter
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
-
 from test_guard_locks import begin_write
 
 pytestmark = pytest.mark.slow
