@@ -137,7 +137,7 @@ impl std::fmt::Debug for EventStore {
 fn begin(read_only: bool, lookup: Option<&Lookup>) -> &'static str {
     let by_value = !lookup.is_some_and(Lookup::uses_key_index);
     match (read_only, by_value) {
-        (false, false) => BEGIN,
+        (false, false) => "BEGIN ISOLATION LEVEL READ COMMITTED",
         (true, false) => "BEGIN ISOLATION LEVEL READ COMMITTED, READ ONLY",
         (false, true) => {
             "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL plan_cache_mode = force_custom_plan"
@@ -148,9 +148,6 @@ fn begin(read_only: bool, lookup: Option<&Lookup>) -> &'static str {
         }
     }
 }
-
-/// A read-write transaction at the isolation level the guard assumes (see [`begin`]).
-const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
 
 fn recorded(row: &Row) -> Result<RecordedEvent> {
     Ok(RecordedEvent {
@@ -254,21 +251,35 @@ impl EventStore {
         Ok(affected)
     }
 
-    /// Creates the table and its indexes if they do not exist. Safe to run concurrently.
+    /// Creates the table and its indexes if they do not exist, and brings a schema made by
+    /// an earlier version up to date. Safe to run concurrently, and while the store is in
+    /// use: when the schema is current it only reads the catalog.
     pub async fn create_schema(&self, timeout: Timeout) -> Result<()> {
         self.timed(timeout, async {
             let conn = self.conn().await?;
             let client = conn.client()?;
-            let lock = sql::lock_schema(&self.table);
-            client.batch_execute(BEGIN).await?;
-            client.execute(&lock.sql, &lock.args()).await?;
-            client
-                .batch_execute(&ddl::create_schema(&self.table))
-                .await?;
-            client
-                .batch_execute(&ddl::create_snapshots(&self.snapshots))
-                .await?;
-            client.batch_execute("COMMIT").await?;
+            let state = |statement: Statement| async move {
+                let row = client.query_one(&statement.sql, &statement.args()).await?;
+                Ok::<_, Error>(ddl::SchemaState {
+                    events: row.try_get(0)?,
+                    keys: row.try_get(1)?,
+                    keys_tid: row.try_get(2)?,
+                    type_index: row.try_get(3)?,
+                    time_index: row.try_get(4)?,
+                    snapshots: row.try_get(5)?,
+                })
+            };
+            let read = || ddl::SchemaState::query(&self.table, &self.snapshots);
+            if !state(read()).await?.is_current() {
+                let lock = sql::lock_schema(&self.table);
+                client.execute(&lock.sql, &lock.args()).await?;
+                // Another process may have finished the work while this one waited.
+                for step in state(read()).await?.upgrade(&self.table, &self.snapshots) {
+                    client.batch_execute(&step).await?;
+                }
+                let unlock = sql::unlock_schema(&self.table);
+                client.execute(&unlock.sql, &unlock.args()).await?;
+            }
             conn.release();
             Ok(())
         })

@@ -57,7 +57,7 @@ impl TableName {
     }
 
     /// The quoted, qualified name of a companion object: `<table><suffix>` in its schema.
-    fn companion(&self, suffix: &str) -> String {
+    pub fn companion(&self, suffix: &str) -> String {
         match &self.schema {
             Some(s) => format!("\"{s}\".\"{}{suffix}\"", self.name),
             None => format!("\"{}{suffix}\"", self.name),

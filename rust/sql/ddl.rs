@@ -2,7 +2,101 @@
 
 use std::fmt::Write as _;
 
+use crate::sql::param::{SqlParam, Statement};
 use crate::table::TableName;
+
+const TYPE_INDEX: &str = "_event_type_idx";
+const TIME_INDEX: &str = "_occurred_at_idx";
+
+/// Which objects of the schema exist, in their current form.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[allow(clippy::struct_excessive_bools)] // one flag per object, read from one catalog row
+pub struct SchemaState {
+    pub events: bool,
+    pub keys: bool,
+    /// The key rows' row address (`tid`), added after 0.1.0.
+    pub keys_tid: bool,
+    pub type_index: bool,
+    pub time_index: bool,
+    pub snapshots: bool,
+}
+
+impl SchemaState {
+    /// Reads the state: one row of six booleans, in field order. A catalog read that takes
+    /// no lock a read or an append could wait for.
+    pub fn query(table: &TableName, snapshots: &TableName) -> Statement {
+        Statement {
+            sql: "SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL, \
+                  EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($2) \
+                          AND attname = 'tid' AND NOT attisdropped), \
+                  to_regclass($3) IS NOT NULL, to_regclass($4) IS NOT NULL, \
+                  to_regclass($5) IS NOT NULL"
+                .to_owned(),
+            params: [
+                table.quoted(),
+                table.keys_quoted(),
+                table.companion(TYPE_INDEX),
+                table.companion(TIME_INDEX),
+                snapshots.quoted(),
+            ]
+            .into_iter()
+            .map(SqlParam::Text)
+            .collect(),
+        }
+    }
+
+    pub fn is_current(&self) -> bool {
+        *self == Self::current()
+    }
+
+    fn current() -> Self {
+        Self {
+            events: true,
+            keys: true,
+            keys_tid: true,
+            type_index: true,
+            time_index: true,
+            snapshots: true,
+        }
+    }
+
+    /// The DDL that brings this state to the current schema, each text to run as a
+    /// transaction of its own, so that no step holds one table's lock while it waits for
+    /// another's (appends lock the events, then the key rows). A missing table is created
+    /// whole; a table of an earlier version gets only what it lacks, which only waits for the
+    /// appends in flight: a column added to the key rows (the rows an earlier version wrote
+    /// have none, and reads fetch their events through the primary key), a missing index.
+    pub fn upgrade(&self, table: &TableName, snapshots: &TableName) -> Vec<String> {
+        let mut steps = Vec::new();
+        if self.events && self.keys {
+            let t = table.quoted();
+            if !self.keys_tid {
+                steps.push(format!(
+                    "ALTER TABLE {} ADD COLUMN IF NOT EXISTS tid tid",
+                    table.keys_quoted()
+                ));
+            }
+            if !self.type_index {
+                steps.push(format!(
+                    "CREATE INDEX IF NOT EXISTS \"{}{TYPE_INDEX}\" ON {t} (event_type, sequence_number)",
+                    table.name()
+                ));
+            }
+            if !self.time_index {
+                steps.push(format!(
+                    "CREATE INDEX IF NOT EXISTS \"{}{TIME_INDEX}\" ON {t} (occurred_at)",
+                    table.name()
+                ));
+            }
+        } else {
+            steps.push(create_schema(table));
+        }
+        if !self.snapshots {
+            steps.push(create_snapshots(snapshots));
+        }
+        steps
+    }
+}
 
 /// The DDL the store applies (idempotent). `initdb/001_events.sql` is this text for the
 /// default table `events`.
@@ -49,8 +143,8 @@ CREATE TABLE IF NOT EXISTS {keys} (
     PRIMARY KEY (key, sequence_number) INCLUDE (tid)
 );
 
-CREATE INDEX IF NOT EXISTS \"{n}_event_type_idx\" ON {t} (event_type, sequence_number);
-CREATE INDEX IF NOT EXISTS \"{n}_occurred_at_idx\" ON {t} (occurred_at);
+CREATE INDEX IF NOT EXISTS \"{n}{TYPE_INDEX}\" ON {t} (event_type, sequence_number);
+CREATE INDEX IF NOT EXISTS \"{n}{TIME_INDEX}\" ON {t} (occurred_at);
 "
     );
     sql
@@ -81,6 +175,28 @@ pub fn create_snapshots(table: &TableName) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_state_gets_only_what_it_lacks() {
+        let table = TableName::parse("events").unwrap();
+        let snapshots = table.snapshots();
+        let current = SchemaState::current();
+        assert!(current.is_current());
+        assert!(current.upgrade(&table, &snapshots).is_empty());
+        let nothing = SchemaState::default();
+        assert_eq!(
+            nothing.upgrade(&table, &snapshots),
+            [create_schema(&table), create_snapshots(&snapshots)]
+        );
+        let earlier = SchemaState {
+            keys_tid: false,
+            ..current
+        };
+        assert_eq!(
+            earlier.upgrade(&table, &snapshots),
+            ["ALTER TABLE \"events_keys\" ADD COLUMN IF NOT EXISTS tid tid"]
+        );
+    }
 
     #[test]
     fn initdb_holds_the_same_ddl() {

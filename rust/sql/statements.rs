@@ -25,11 +25,19 @@ pub fn lock(locks: LockSet) -> Statement {
     }
 }
 
-/// Serialises concurrent schema creation on `table` (`CREATE ... IF NOT EXISTS` races
-/// otherwise).
+/// Serialises schema changes on `table` (`CREATE ... IF NOT EXISTS` races otherwise): a
+/// session lock, so that each change can commit on its own while it is held.
 pub fn lock_schema(table: &TableName) -> Statement {
     Statement {
-        sql: "SELECT pg_advisory_xact_lock($1)".to_owned(),
+        sql: "SELECT pg_advisory_lock($1)".to_owned(),
+        params: vec![SqlParam::BigInt(keys::schema_key(table))],
+    }
+}
+
+/// Releases [`lock_schema`].
+pub fn unlock_schema(table: &TableName) -> Statement {
+    Statement {
+        sql: "SELECT pg_advisory_unlock($1)".to_owned(),
         params: vec![SqlParam::BigInt(keys::schema_key(table))],
     }
 }
