@@ -9,7 +9,7 @@
 //! error, never a silent widening of the filter.
 
 use crate::error::{Error, Result};
-use crate::input::reject_nul;
+use crate::input::{canonical_number, reject_nul};
 use crate::time;
 
 /// The value of a payload predicate, compared as a JSON value.
@@ -22,33 +22,6 @@ pub enum PredicateValue {
     /// A number in canonical decimal form: what [`PredicateValue::Int`] and
     /// [`PredicateValue::Float`] are normalised to when an item is built.
     Number(String),
-}
-
-/// The canonical decimal text of a finite number: no exponent, no trailing fractional zeros,
-/// no `-0`. jsonb compares numbers by their numeric value, so `1e16`, `10000000000000000`
-/// and `1.0e16` are one value, and so is their canonical text. A float is taken at its
-/// shortest round-trip digits, which is the text JSON encoders (Python's included) send.
-fn canonical_number(text: &str) -> String {
-    let (sign, digits) = match text.strip_prefix('-') {
-        Some(rest) => ("-", rest),
-        None => ("", text),
-    };
-    let digits = match digits.split_once('.') {
-        Some((whole, fraction)) => {
-            let fraction = fraction.trim_end_matches('0');
-            if fraction.is_empty() {
-                whole.to_owned()
-            } else {
-                format!("{whole}.{fraction}")
-            }
-        }
-        None => digits.to_owned(),
-    };
-    if digits == "0" {
-        digits
-    } else {
-        format!("{sign}{digits}")
-    }
 }
 
 impl PredicateValue {

@@ -1,5 +1,5 @@
-//! Checks that every input passes before any I/O: text PostgreSQL can store, and JSON
-//! objects.
+//! Checks that every input passes before any I/O: text PostgreSQL can store, JSON objects,
+//! and the canonical text of a JSON number.
 
 use serde_json::{Map, Value};
 
@@ -53,5 +53,32 @@ fn json_kind(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+/// The canonical decimal text of a finite number: no exponent, no trailing fractional zeros,
+/// no `-0`. jsonb compares numbers by their numeric value, so `1e16`, `10000000000000000`
+/// and `1.0e16` are one value, and so is their canonical text. A float is taken at its
+/// shortest round-trip digits, which is the text JSON encoders (Python's included) send.
+pub fn canonical_number(text: &str) -> String {
+    let (sign, digits) = match text.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", text),
+    };
+    let digits = match digits.split_once('.') {
+        Some((whole, fraction)) => {
+            let fraction = fraction.trim_end_matches('0');
+            if fraction.is_empty() {
+                whole.to_owned()
+            } else {
+                format!("{whole}.{fraction}")
+            }
+        }
+        None => digits.to_owned(),
+    };
+    if digits == "0" {
+        digits
+    } else {
+        format!("{sign}{digits}")
     }
 }

@@ -173,3 +173,29 @@ def test_a_number_matches_however_it_was_written(store: Any) -> None:
     for value, expected in [(1e16, [1]), (10**16, [1]), (1.5, [2]), (1.50, [2]), (2, [])]:
         f = build_event_filter().matching().all_predicates_of(P("n", value)).finalize()
         assert [e.sequence_number for e in store.query(f)] == expected, value
+
+
+def test_no_stored_number_can_break_reads(store: Any) -> None:
+    from decimal import Decimal
+
+    huge_int = "9" * 5000  # beyond Python's default limit on digits in int text
+    texts = [
+        '{"x": 1e5000}',
+        f'{{"x": {huge_int}}}',
+        '{"x": 1' + "0" * 400 + ".5}",  # beyond the float range, with a fraction
+        '{"x": 0.1000000000000000000001}',  # more digits than a float holds
+        '{"x": 0.1}',
+        '{"x": 123456789012345678901234567890}',
+    ]
+    for text in texts:
+        store.append(EVERYTHING, store.query(EVERYTHING).max_sequence_number, Event("T", text))
+    read = [e.payload["x"] for e in store.query(EVERYTHING)]
+    assert read == [
+        Decimal(10) ** 5000,
+        Decimal(huge_int),
+        Decimal("1" + "0" * 400 + ".5"),
+        Decimal("0.1000000000000000000001"),
+        0.1,
+        123456789012345678901234567890,
+    ]
+    assert [type(x) for x in read[-2:]] == [float, int]

@@ -13,10 +13,16 @@ use serde_json::{Map, Number, Value};
 
 use super::errors::invalid;
 use crate::event::RecordedEvent;
+use crate::input::canonical_number;
 use crate::store::{QueryResult, Snapshot};
 use crate::time::{self, Civil};
 
+/// A JSON number as Python holds it without loss. PostgreSQL keeps jsonb numbers as exact
+/// decimals and writes them without exponent: an integer comes back as an `int` (a
+/// `Decimal` beyond Python's limit on digits in int text), a number with a fraction as a
+/// `float` when the float is exactly the number stored, else as a `Decimal`.
 fn number<'py>(py: Python<'py>, n: &Number) -> PyResult<Bound<'py, PyAny>> {
+    static DECIMAL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
     if let Some(i) = n.as_i64() {
         return Ok(i.into_pyobject(py)?.into_any());
     }
@@ -25,10 +31,15 @@ fn number<'py>(py: Python<'py>, n: &Number) -> PyResult<Bound<'py, PyAny>> {
     }
     let text = n.as_str();
     if text.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
-        // An integer beyond 64 bits: Python's int keeps it exact.
-        return py.get_type::<pyo3::types::PyInt>().call1((text,));
+        if let Ok(int) = py.get_type::<pyo3::types::PyInt>().call1((text,)) {
+            return Ok(int);
+        }
+    } else if let Ok(f) = text.parse::<f64>() {
+        if f.is_finite() && canonical_number(&f.to_string()) == canonical_number(text) {
+            return Ok(f.into_pyobject(py)?.into_any());
+        }
     }
-    Ok(n.as_f64().unwrap_or(f64::NAN).into_pyobject(py)?.into_any())
+    facade_class(py, &DECIMAL, "decimal", "Decimal")?.call1((text,))
 }
 
 pub fn value<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
@@ -110,7 +121,7 @@ pub fn micros(what: &str, moment: &Bound<'_, PyAny>) -> PyResult<i64> {
     Ok(local - offset)
 }
 
-/// A class of the facade, looked up once per process.
+/// A class of the facade (or of the standard library), looked up once per process.
 fn facade_class<'py>(
     py: Python<'py>,
     cell: &'static PyOnceLock<Py<PyType>>,
