@@ -134,6 +134,15 @@ pub fn lookup(table: &TableName, filter: &Filter) -> Option<Lookup> {
     Some(found)
 }
 
+/// How many coarse keys there are: every fine key (a type or field key) belongs to one.
+pub const COARSE_KEYS: u64 = 64;
+
+/// The coarse key of `fine`: one of [`COARSE_KEYS`], shared by every fine key in its bucket.
+pub(crate) fn coarse_key(table: &TableName, fine: i64) -> i64 {
+    let bucket = (fine as u64) % COARSE_KEYS;
+    key(table, &[b"coarse", &bucket.to_le_bytes()])
+}
+
 /// The key that serialises schema creation on `table`.
 pub fn schema_key(table: &TableName) -> i64 {
     key(table, &[b"ddl"])

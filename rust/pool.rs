@@ -47,6 +47,11 @@ pub fn pool(dsn: &str, size: usize, connect_timeout: Option<Duration>) -> Result
         .map_err(|e| Error::invalid(format!("cannot build the connection pool: {e}")))
 }
 
+/// Most prepared statements one connection keeps. Past it the connection's cache is
+/// emptied, which deallocates them on the server: each filter shape is a statement, and a
+/// backend's memory must not grow with the shapes an application ever used.
+pub const MAX_CACHED_STATEMENTS: usize = 256;
+
 /// A pooled connection that is discarded, with its running statement cancelled, unless the
 /// operation using it finished.
 pub struct Conn {
@@ -66,6 +71,15 @@ impl Conn {
         self.obj.as_ref().ok_or(Error::Closed)
     }
 
+    /// `sql` prepared on this connection, from its bounded cache.
+    pub async fn prepare(&self, sql: &str) -> Result<tokio_postgres::Statement> {
+        let client = self.client()?;
+        if client.statement_cache.size() >= MAX_CACHED_STATEMENTS {
+            client.statement_cache.clear();
+        }
+        Ok(client.prepare_cached(sql).await?)
+    }
+
     /// The operation ran to its end: the connection is idle again and goes back to the pool.
     pub fn release(mut self) {
         drop(self.obj.take());
@@ -80,9 +94,9 @@ impl Conn {
         statement: &Statement,
     ) -> Result<Vec<Row>> {
         let client = self.client()?;
-        let stmt = client.prepare_cached(&statement.sql).await?;
+        let stmt = self.prepare(&statement.sql).await?;
         let lock = match lock {
-            Some(lock) => Some((client.prepare_cached(&lock.sql).await?, lock.args())),
+            Some(lock) => Some((self.prepare(&lock.sql).await?, lock.args())),
             None => None,
         };
         let args = statement.args();

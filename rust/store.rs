@@ -20,7 +20,7 @@ use crate::event::{RecordedEvent, StorableEvent};
 use crate::filter::Filter;
 use crate::guard;
 use crate::input::{contains_nul, reject_nul};
-use crate::keys::{self, Lookup};
+use crate::keys;
 use crate::pool::{pool, Conn};
 use crate::sql::ddl;
 use crate::sql::param::Statement;
@@ -130,13 +130,11 @@ impl std::fmt::Debug for EventStore {
 /// committed (docs/guard.md). Under REPEATABLE READ or SERIALIZABLE the snapshot would be
 /// taken when the lock statement starts, before the wait.
 ///
-/// Statements found through the key index have one good plan whatever their values, and the
-/// connections plan them once (generic plans); the others (event types only, or every event,
-/// with a bound) are planned for their values: a generic plan for
-/// `event_type = $1 AND sequence_number > $2` walks the primary key.
-fn begin(read_only: bool, lookup: Option<&Lookup>) -> &'static str {
-    let by_value = !lookup.is_some_and(Lookup::uses_key_index);
-    match (read_only, by_value) {
+/// Most statements have one good plan whatever their values, and the connections plan them
+/// once (generic plans); the others ([`Statement::plan_per_call`]) are planned for their
+/// values.
+fn begin(read_only: bool, statement: &Statement) -> &'static str {
+    match (read_only, statement.plan_per_call) {
         (false, false) => "BEGIN ISOLATION LEVEL READ COMMITTED",
         (true, false) => "BEGIN ISOLATION LEVEL READ COMMITTED, READ ONLY",
         (false, true) => {
@@ -244,9 +242,8 @@ impl EventStore {
     /// affected.
     async fn execute(&self, statement: &Statement) -> Result<u64> {
         let conn = self.conn().await?;
-        let client = conn.client()?;
-        let prepared = client.prepare_cached(&statement.sql).await?;
-        let affected = client.execute(&prepared, &statement.args()).await?;
+        let prepared = conn.prepare(&statement.sql).await?;
+        let affected = conn.client()?.execute(&prepared, &statement.args()).await?;
         conn.release();
         Ok(affected)
     }
@@ -327,9 +324,8 @@ impl EventStore {
         let load = sql::load_snapshot(&self.snapshots, projection_type, filter_hash);
         self.timed(timeout, async {
             let (conn, _) = self.read_conn(consistency).await?;
-            let client = conn.client()?;
-            let prepared = client.prepare_cached(&load.sql).await?;
-            let row = client.query_opt(&prepared, &load.args()).await?;
+            let prepared = conn.prepare(&load.sql).await?;
+            let row = conn.client()?.query_opt(&prepared, &load.args()).await?;
             conn.release();
             row.map(|r| {
                 Ok(Snapshot {
@@ -380,8 +376,8 @@ impl EventStore {
     ) -> Result<QueryResult> {
         // One derivation of the filter's keys serves the SQL, the locks and the plan choice.
         let lookup = keys::lookup(&self.table, filter);
-        let select = sql::query(&self.table, filter, lookup.as_ref());
-        let begin = begin(true, lookup.as_ref());
+        let select = sql::query(&self.table, filter, lookup.as_ref()).within_limits()?;
+        let begin = begin(true, &select);
         // A strong read locks its filter's keys (it must read a complete prefix); an eventual
         // read takes no locks, on the replica or on the primary it falls back to.
         let lock = (consistency == Consistency::Strong)
@@ -425,9 +421,10 @@ impl EventStore {
             lookup.as_ref(),
             expected_max_sequence_number,
             events,
-        );
+        )
+        .within_limits()?;
         let lock = sql::lock(guard::for_append(&self.table, lookup.as_ref(), events));
-        let begin = begin(false, lookup.as_ref());
+        let begin = begin(false, &insert);
         self.timed(timeout, async {
             let conn = self.conn().await?;
             let rows = conn.transaction(begin, Some(&lock), &insert).await?;

@@ -47,6 +47,9 @@ P = Predicate
 
 # One item as the builder collects it: event types, how its predicates combine, predicates.
 _Item = tuple[tuple[str, ...], _native.Match | None, tuple[Predicate, ...]]
+# The items so far, newest first, as a chain of pairs: a step costs the same however many
+# items came before it (a filter of many items is built in linear time).
+_Chain = tuple["_Chain", _Item] | None
 
 
 class EventFilter:
@@ -126,7 +129,7 @@ class _State:
 
     def __init__(
         self,
-        items: tuple[_Item, ...] = (),
+        items: _Chain = None,
         current: _Item | None = None,
         bound: _native.Bound | None = None,
     ) -> None:
@@ -134,8 +137,8 @@ class _State:
         self._current = current
         self._bound = bound
 
-    def _all_items(self) -> tuple[_Item, ...]:
-        return self._items if self._current is None else (*self._items, self._current)
+    def _all_items(self) -> _Chain:
+        return self._items if self._current is None else (self._items, self._current)
 
 
 class _Finalizable(_State):
@@ -144,8 +147,12 @@ class _Finalizable(_State):
     def finalize(self) -> EventFilter:
         """The filter. Raises :class:`InvalidInputError` if an item is empty after sanitising
         or the bound is impossible."""
-        items = self._all_items()
-        return EventFilter(items or None, self._bound)
+        items: list[_Item] = []
+        chain = self._all_items()
+        while chain is not None:
+            chain, item = chain
+            items.append(item)
+        return EventFilter(tuple(reversed(items)) or None, self._bound)
 
 
 class BoundedFilter(_Finalizable):
@@ -159,7 +166,7 @@ class AfterOccurredFrom(_Finalizable):
 
     __slots__ = ("_start",)
 
-    def __init__(self, items: tuple[_Item, ...], current: _Item | None, start: datetime) -> None:
+    def __init__(self, items: _Chain, current: _Item | None, start: datetime) -> None:
         super().__init__(items, current, _native.Bound.occurred_from(start))
         self._start = start
 

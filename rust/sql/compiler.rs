@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::filter::{Bound, Filter, FilterItem, PredicateGroup};
+use crate::filter::{Bound, Filter, FilterItem, Predicate, PredicateGroup};
 use crate::keys::Lookup;
 use crate::sql::param::{SqlParam, Statement};
 use crate::table::TableName;
@@ -25,13 +25,20 @@ pub struct Condition {
 pub(crate) struct Compiler {
     params: Vec<SqlParam>,
     first: usize,
+    plan_per_call: bool,
 }
+
+/// Predicates of an ANY group past which the group is checked by hashed membership instead
+/// of one containment per predicate (each event's fields looked up in the group, rather than
+/// the group scanned for each event).
+const HASHED_ANY: usize = 8;
 
 impl Compiler {
     pub(crate) fn new(first: usize) -> Self {
         Self {
             params: Vec::new(),
             first,
+            plan_per_call: false,
         }
     }
 
@@ -50,6 +57,10 @@ impl Compiler {
     ) -> (String, String) {
         let t = table.quoted();
         let Some(lookup) = lookup.filter(|l| l.uses_key_index()) else {
+            // Event types only, or every event, with a bound: the best plan depends on the
+            // values (a generic plan for `event_type = $1 AND sequence_number > $2` walks the
+            // primary key).
+            self.plan_per_call = true;
             return (String::new(), t);
         };
         let after = after.map_or(String::new(), |a| format!(" AND sequence_number > {a}"));
@@ -71,7 +82,7 @@ impl Compiler {
             "candidate AS MATERIALIZED ({candidates}), \
              hit AS MATERIALIZED (SELECT {COLUMNS} FROM {t} \
                  WHERE ctid = ANY(ARRAY(SELECT tid FROM candidate)) \
-                 AND sequence_number = ANY(ARRAY(SELECT sequence_number FROM candidate)))"
+                 AND sequence_number IN (SELECT sequence_number FROM candidate))"
         );
         let from = format!(
             "(SELECT {COLUMNS} FROM hit UNION ALL SELECT {COLUMNS} FROM {t} \
@@ -106,6 +117,13 @@ impl Compiler {
                 self.bind(SqlParam::TextArray(many.to_vec()))
             )),
         }
+        // However many predicates, one parameter: the statement's text, and so the prepared
+        // statements a connection keeps, do not grow with them.
+        let single = |p: &Predicate| {
+            let mut one = serde_json::Map::new();
+            one.insert(p.key.clone(), p.value.to_json());
+            Value::Object(one)
+        };
         match item.predicates() {
             None => {}
             Some(PredicateGroup::All(preds)) => {
@@ -118,23 +136,24 @@ impl Compiler {
                 if unique {
                     parts.push(self.containment(merged));
                 } else {
-                    for p in preds {
-                        let mut one = serde_json::Map::new();
-                        one.insert(p.key.clone(), p.value.to_json());
-                        parts.push(self.containment(one));
-                    }
+                    let all = self.bind(SqlParam::JsonArray(preds.iter().map(single).collect()));
+                    parts.push(format!("payload @> ALL({all}::jsonb[])"));
                 }
             }
+            Some(PredicateGroup::Any(preds)) if preds.len() > HASHED_ANY => {
+                // For scalar values `payload @> {"k": v}` is `payload -> 'k' = v`: an event
+                // matches when one of its fields, as `{"k": v}`, is in the group. Planned
+                // for the values, the group becomes a hash table, built once per call.
+                let any = self.bind(SqlParam::JsonArray(preds.iter().map(single).collect()));
+                self.plan_per_call = true;
+                parts.push(format!(
+                    "EXISTS (SELECT 1 FROM jsonb_each(payload) AS f(k, v) \
+                     WHERE jsonb_build_object(f.k, f.v) = ANY({any}::jsonb[]))"
+                ));
+            }
             Some(PredicateGroup::Any(preds)) => {
-                let alternatives: Vec<String> = preds
-                    .iter()
-                    .map(|p| {
-                        let mut one = serde_json::Map::new();
-                        one.insert(p.key.clone(), p.value.to_json());
-                        self.containment(one)
-                    })
-                    .collect();
-                parts.push(format!("({})", alternatives.join(" OR ")));
+                let any = self.bind(SqlParam::JsonArray(preds.iter().map(single).collect()));
+                parts.push(format!("payload @> ANY({any}::jsonb[])"));
             }
         }
         let n = parts.len();
@@ -199,6 +218,7 @@ impl Compiler {
         Statement {
             sql,
             params: self.params,
+            plan_per_call: self.plan_per_call,
         }
     }
 }

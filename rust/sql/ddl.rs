@@ -26,6 +26,7 @@ impl SchemaState {
     /// no lock a read or an append could wait for.
     pub fn query(table: &TableName, snapshots: &TableName) -> Statement {
         Statement {
+            plan_per_call: false,
             sql: "SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL, \
                   EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($2) \
                           AND attname = 'tid' AND NOT attisdropped), \

@@ -6,16 +6,37 @@ use bytes::BytesMut;
 use serde_json::Value;
 use tokio_postgres::types::{IsNull, Json, ToSql, Type};
 
+use crate::error::{Error, Result};
 use crate::time;
 
+/// Most bind parameters one statement may have: the protocol counts them in 16 bits.
+pub const MAX_PARAMS: usize = 65_535;
+
 /// An SQL text and its bind parameters, built together by one function.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Statement {
     pub sql: String,
     pub params: Vec<SqlParam>,
+    /// Whether the statement must be planned for its values on each call rather than once
+    /// per connection (see `store::begin`).
+    pub plan_per_call: bool,
 }
 
 impl Statement {
+    /// The statement, if the protocol can carry it; an error before any I/O otherwise.
+    /// Values travel as arrays, so only a filter's items count: each takes one or two.
+    pub fn within_limits(self) -> Result<Self> {
+        if self.params.len() > MAX_PARAMS {
+            return Err(Error::invalid(format!(
+                "the filter has too many items: its statement would need {} parameters, \
+                 at most {MAX_PARAMS} are possible (merge items that differ only in their \
+                 values into one item with ANY predicates)",
+                self.params.len()
+            )));
+        }
+        Ok(self)
+    }
+
     /// The parameters as the driver takes them.
     pub fn args(&self) -> Vec<&(dyn ToSql + Sync)> {
         self.params

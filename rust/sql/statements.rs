@@ -17,6 +17,7 @@ use crate::table::TableName;
 pub fn lock(locks: LockSet) -> Statement {
     let (keys, modes) = locks.into_arrays();
     Statement {
+        plan_per_call: false,
         sql: "SELECT CASE WHEN x THEN pg_advisory_xact_lock(k) \
               ELSE pg_advisory_xact_lock_shared(k) END \
               FROM unnest($1::bigint[], $2::bool[]) AS u(k, x)"
@@ -29,6 +30,7 @@ pub fn lock(locks: LockSet) -> Statement {
 /// session lock, so that each change can commit on its own while it is held.
 pub fn lock_schema(table: &TableName) -> Statement {
     Statement {
+        plan_per_call: false,
         sql: "SELECT pg_advisory_lock($1)".to_owned(),
         params: vec![SqlParam::BigInt(keys::schema_key(table))],
     }
@@ -37,6 +39,7 @@ pub fn lock_schema(table: &TableName) -> Statement {
 /// Releases [`lock_schema`].
 pub fn unlock_schema(table: &TableName) -> Statement {
     Statement {
+        plan_per_call: false,
         sql: "SELECT pg_advisory_unlock($1)".to_owned(),
         params: vec![SqlParam::BigInt(keys::schema_key(table))],
     }
@@ -151,6 +154,7 @@ pub fn save_snapshot(
     let mut params = snapshot_key(projection_type, filter_hash);
     params.extend([SqlParam::BigInt(sequence_number), SqlParam::Json(data)]);
     Statement {
+        plan_per_call: false,
         sql: format!(
             "INSERT INTO {} AS s (projection_type, filter_hash, sequence_number, data) \
              VALUES ($1, $2, $3, $4::jsonb) \
@@ -166,6 +170,7 @@ pub fn save_snapshot(
 /// The snapshot's sequence number, data and creation time.
 pub fn load_snapshot(table: &TableName, projection_type: &str, filter_hash: &str) -> Statement {
     Statement {
+        plan_per_call: false,
         sql: format!(
             "SELECT sequence_number, data, created_at FROM {} \
              WHERE projection_type = $1 AND filter_hash = $2",
@@ -177,6 +182,7 @@ pub fn load_snapshot(table: &TableName, projection_type: &str, filter_hash: &str
 
 pub fn delete_snapshot(table: &TableName, projection_type: &str, filter_hash: &str) -> Statement {
     Statement {
+        plan_per_call: false,
         sql: format!(
             "DELETE FROM {} WHERE projection_type = $1 AND filter_hash = $2",
             table.quoted()
@@ -291,8 +297,14 @@ mod tests {
         )
         .unwrap();
         let c = compile(&Filter::new(vec![item], Bound::None).unwrap(), 1);
-        assert_eq!(c.sql, "payload @> $1::jsonb AND payload @> $2::jsonb");
-        assert_eq!(c.params, vec![obj("a", "1".into()), obj("a", "2".into())]);
+        assert_eq!(c.sql, "payload @> ALL($1::jsonb[])");
+        assert_eq!(
+            c.params,
+            vec![SqlParam::JsonArray(vec![
+                serde_json::json!({"a": "1"}),
+                serde_json::json!({"a": "2"})
+            ])]
+        );
     }
 
     #[test]
@@ -315,15 +327,17 @@ mod tests {
         let c = compile(&Filter::new(vec![item], Bound::None).unwrap(), 1);
         assert_eq!(
             c.sql,
-            "event_type = ANY($1::text[]) AND (payload @> $2::jsonb OR payload @> $3::jsonb OR payload @> $4::jsonb)"
+            "event_type = ANY($1::text[]) AND payload @> ANY($2::jsonb[])"
         );
         assert_eq!(
             c.params,
             vec![
                 SqlParam::TextArray(types(&["A", "B"])),
-                obj("f", true.into()),
-                obj("k", "v".into()),
-                obj("n", 3.into()),
+                SqlParam::JsonArray(vec![
+                    serde_json::json!({"f": true}),
+                    serde_json::json!({"k": "v"}),
+                    serde_json::json!({"n": 3}),
+                ]),
             ]
         );
     }
@@ -437,13 +451,13 @@ mod tests {
                  SELECT sequence_number, tid FROM \"events_keys\" WHERE key = ANY($2::bigint[]) AND sequence_number > $1), \
              hit AS MATERIALIZED (SELECT sequence_number, occurred_at, event_type, payload, metadata FROM \"events\" \
                  WHERE ctid = ANY(ARRAY(SELECT tid FROM candidate)) \
-                 AND sequence_number = ANY(ARRAY(SELECT sequence_number FROM candidate))) \
+                 AND sequence_number IN (SELECT sequence_number FROM candidate)) \
              SELECT sequence_number, occurred_at, event_type, payload, metadata \
              FROM (SELECT sequence_number, occurred_at, event_type, payload, metadata FROM hit \
                  UNION ALL SELECT sequence_number, occurred_at, event_type, payload, metadata FROM \"events\" \
                  WHERE sequence_number = ANY(ARRAY(\
                      SELECT sequence_number FROM candidate EXCEPT SELECT sequence_number FROM hit))) AS e \
-             WHERE event_type = $3 AND (payload @> $4::jsonb OR payload @> $5::jsonb) AND sequence_number > $6 \
+             WHERE event_type = $3 AND payload @> ANY($4::jsonb[]) AND sequence_number > $5 \
              ORDER BY sequence_number"
         );
         let lookup = keys::lookup(&table(), &f).unwrap();
