@@ -107,7 +107,7 @@ impl Wanted {
                 set.add(*k, false);
             }
             for k in self.exclusive.iter().chain(&self.shared) {
-                set.add(keys::coarse_key(table, *k), true);
+                set.add(keys::coarse_key(table, *k), false);
             }
         }
         set
