@@ -51,7 +51,8 @@ pub enum SqlStateClass {
     Integrity,
     /// 42 and the other classes of SQL that cannot run as sent.
     Programming,
-    /// Connections, transactions rolled back, resources, the server's state.
+    /// Connections, authentication, a missing database, transactions rolled back, resources,
+    /// the server's state.
     Operational,
     /// Anything else.
     Other,
@@ -63,7 +64,10 @@ impl SqlStateClass {
             Some("22") => Self::Data,
             Some("23") => Self::Integrity,
             Some("42" | "2B" | "2D" | "3F" | "44") => Self::Programming,
-            Some("08" | "40" | "53" | "54" | "55" | "57" | "58" | "XX") => Self::Operational,
+            // 28: authentication and pg_hba rejections; 3D: no such database (as psycopg).
+            Some("08" | "28" | "3D" | "40" | "53" | "54" | "55" | "57" | "58" | "XX") => {
+                Self::Operational
+            }
             _ => Self::Other,
         }
     }
@@ -85,8 +89,16 @@ impl From<tokio_postgres::Error> for Error {
             };
         }
         // Client-side errors (I/O, closed connection, protocol) never contain the password:
-        // tokio-postgres does not echo the configuration in its messages.
-        Self::Connection(err.to_string())
+        // tokio-postgres does not echo the configuration in its messages. Their causes
+        // (refused, timed out, name not resolved, ...) follow, so the message says why.
+        let mut message = err.to_string();
+        let mut cause = std::error::Error::source(&err);
+        while let Some(c) = cause {
+            message.push_str(": ");
+            message.push_str(&c.to_string());
+            cause = c.source();
+        }
+        Self::Connection(message)
     }
 }
 
@@ -124,7 +136,9 @@ mod tests {
             ("57014", SqlStateClass::Operational), // query canceled
             ("57P01", SqlStateClass::Operational), // admin shutdown
             ("XX000", SqlStateClass::Operational), // internal error
-            ("28P01", SqlStateClass::Other),       // invalid password
+            ("28P01", SqlStateClass::Operational), // invalid password
+            ("28000", SqlStateClass::Operational), // no such role, pg_hba rejection
+            ("3D000", SqlStateClass::Operational), // no such database
             ("P0001", SqlStateClass::Other),       // raise exception
             ("", SqlStateClass::Other),
             ("4", SqlStateClass::Other),

@@ -9,8 +9,31 @@ use tokio_postgres::{CancelToken, NoTls, Row};
 use crate::error::{Error, Result};
 use crate::sql::param::Statement;
 
-/// A lazily filled connection pool for one DSN.
-pub fn pool(dsn: &str, size: usize, connect_timeout: Option<Duration>) -> Result<Pool> {
+/// Where `config` connects, for messages: hosts and ports, never credentials.
+fn server(config: &tokio_postgres::Config) -> String {
+    let ports = config.get_ports();
+    let port = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| match host {
+            tokio_postgres::config::Host::Tcp(name) => format!("{name}:{}", port(i)),
+            #[cfg(unix)]
+            tokio_postgres::config::Host::Unix(dir) => {
+                format!("{}/.s.PGSQL.{}", dir.display(), port(i))
+            }
+        })
+        .collect();
+    if hosts.is_empty() {
+        "the default host".to_owned()
+    } else {
+        hosts.join(", ")
+    }
+}
+
+/// A lazily filled connection pool for one DSN, and where it connects (for messages).
+pub fn pool(dsn: &str, size: usize, connect_timeout: Option<Duration>) -> Result<(Pool, String)> {
     let mut pg: tokio_postgres::Config = dsn.parse().map_err(|_| {
         // The parser's message may quote the DSN, and with it a password.
         Error::invalid(
@@ -31,6 +54,7 @@ pub fn pool(dsn: &str, size: usize, connect_timeout: Option<Duration>) -> Result
     if let (Some(t), None) = (connect_timeout, pg.get_connect_timeout()) {
         pg.connect_timeout(t);
     }
+    let server = server(&pg);
     let manager = Manager::from_config(
         pg,
         NoTls,
@@ -44,6 +68,7 @@ pub fn pool(dsn: &str, size: usize, connect_timeout: Option<Duration>) -> Result
         // connections beyond what the load needs stay idle.
         .queue_mode(QueueMode::Lifo)
         .build()
+        .map(|pool| (pool, server))
         .map_err(|e| Error::invalid(format!("cannot build the connection pool: {e}")))
 }
 

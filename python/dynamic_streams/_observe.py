@@ -20,6 +20,9 @@ from typing import Any
 from dynamic_streams.errors import ConcurrencyConflictError, Error, OperationTimeoutError
 
 logger = logging.getLogger("dynamic_streams")
+# An application that configured no logging sees nothing of the library's (Python's last
+# resort handler would print warnings about errors the application caught).
+logger.addHandler(logging.NullHandler())
 
 try:
     from opentelemetry import metrics as _metrics
