@@ -34,11 +34,20 @@ fn server(config: &tokio_postgres::Config) -> String {
 
 /// A lazily filled connection pool for one DSN, and where it connects (for messages).
 pub fn pool(dsn: &str, size: usize, connect_timeout: Option<Duration>) -> Result<(Pool, String)> {
-    let mut pg: tokio_postgres::Config = dsn.parse().map_err(|_| {
-        // The parser's message may quote the DSN, and with it a password.
-        Error::invalid(
-            "invalid DSN: expected postgresql://user:password@host:port/dbname or key=value pairs",
-        )
+    let mut pg: tokio_postgres::Config = dsn.parse().map_err(|e: tokio_postgres::Error| {
+        // The parser's messages may quote the DSN, and with it a password: only those that
+        // name an option (never its value) are passed on.
+        let named = std::error::Error::source(&e)
+            .map(ToString::to_string)
+            .filter(|m| {
+                m.starts_with("unknown option") || m.starts_with("invalid value for option")
+            });
+        Error::invalid(match named {
+            Some(reason) => format!("invalid DSN: {reason}"),
+            None => "invalid DSN: expected postgresql://user:password@host:port/dbname or \
+                     key=value pairs"
+                .to_owned(),
+        })
     })?;
     if pg.get_application_name().is_none() {
         pg.application_name("dynamic-streams");

@@ -183,3 +183,17 @@ def test_an_expected_number_beyond_64_bits_is_rejected_before_any_io(
         with pytest.raises(InvalidInputError, match="expected_max_sequence_number"):
             event_store.append(EVERYTHING, expected, Event("T", {}))
     assert len(event_store.query(EVERYTHING)) == 0
+
+
+@pytest.mark.parametrize(
+    ("dsn", "named"),
+    [
+        ("postgresql://u:s3cret-pw@localhost/db?sslmodee=require", "unknown option `sslmodee`"),
+        ("host=localhost password=s3cret-pw colour=blue", "unknown option `colour`"),
+        ("host=localhost password=s3cret-pw port=x", "invalid value for option `port`"),
+    ],
+)
+def test_a_bad_dsn_option_is_named_without_the_password(dsn: str, named: str) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        EventStore(dsn)
+    assert named in str(info.value) and "s3cret-pw" not in str(info.value)
