@@ -23,8 +23,12 @@ pub enum Error {
     Timeout(Duration),
 
     /// No connection could be opened or kept (refused, unreachable, closed mid-call).
-    #[error("connection error: {0}")]
-    Connection(String),
+    /// `os_error` is the operating system's error number, when the cause was one.
+    #[error("connection error: {message}")]
+    Connection {
+        message: String,
+        os_error: Option<i32>,
+    },
 
     /// The server answered with an error.
     #[error("{message}")]
@@ -92,13 +96,17 @@ impl From<tokio_postgres::Error> for Error {
         // tokio-postgres does not echo the configuration in its messages. Their causes
         // (refused, timed out, name not resolved, ...) follow, so the message says why.
         let mut message = err.to_string();
+        let mut os_error = None;
         let mut cause = std::error::Error::source(&err);
         while let Some(c) = cause {
             message.push_str(": ");
             message.push_str(&c.to_string());
+            if let Some(io) = c.downcast_ref::<std::io::Error>() {
+                os_error = os_error.or(io.raw_os_error());
+            }
             cause = c.source();
         }
-        Self::Connection(message)
+        Self::Connection { message, os_error }
     }
 }
 
@@ -107,7 +115,10 @@ impl From<deadpool_postgres::PoolError> for Error {
         match err {
             deadpool_postgres::PoolError::Backend(e) => e.into(),
             deadpool_postgres::PoolError::Closed => Self::Closed,
-            other => Self::Connection(other.to_string()),
+            other => Self::Connection {
+                message: other.to_string(),
+                os_error: None,
+            },
         }
     }
 }

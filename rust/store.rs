@@ -224,9 +224,10 @@ impl EventStore {
     /// that a missing table is created by `create_schema`.
     fn explained(&self, err: Error) -> Error {
         match err {
-            Error::Connection(message) => {
-                Error::Connection(format!("{message} (server: {})", self.server))
-            }
+            Error::Connection { message, os_error } => Error::Connection {
+                message: format!("{message} (server: {})", self.server),
+                os_error,
+            },
             Error::Database {
                 sqlstate,
                 message,

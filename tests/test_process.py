@@ -271,6 +271,7 @@ def test_a_connection_error_says_why_and_where_never_the_password() -> None:
     assert "refused" in message.lower(), message
     assert f"127.0.0.1:{port}" in message, message
     assert "s3cret-pw" not in message
+    assert isinstance(info.value.__cause__, ConnectionRefusedError)
 
 
 @pytest.mark.parametrize(("change", "sqlstate"), [("dbname", "3D000"), ("user", "28000")])

@@ -40,7 +40,7 @@ pub fn to_py(py: Python<'_>, err: Error) -> PyErr {
                 )],
             ),
             Error::Timeout(_) => ("OperationTimeoutError", vec![]),
-            Error::Connection(_) => ("OperationalError", vec![]),
+            Error::Connection { .. } => ("OperationalError", vec![]),
             Error::Closed => ("InterfaceError", vec![]),
             Error::Database {
                 sqlstate, detail, ..
@@ -59,7 +59,21 @@ pub fn to_py(py: Python<'_>, err: Error) -> PyErr {
         for (name, value) in attrs {
             exc.setattr(name, value)?;
         }
-        Ok(PyErr::from_value(exc))
+        let py_err = PyErr::from_value(exc);
+        if let Error::Connection {
+            os_error: Some(code),
+            ..
+        } = &err
+        {
+            // The operating system's error as Python knows it: OSError(errno, strerror)
+            // becomes ConnectionRefusedError, TimeoutError, ... by its number.
+            let strerror = py.import("os")?.call_method1("strerror", (*code,))?;
+            let cause = py
+                .get_type::<pyo3::exceptions::PyOSError>()
+                .call1((*code, strerror))?;
+            py_err.set_cause(py, Some(PyErr::from_value(cause)));
+        }
+        Ok(py_err)
     };
     build().unwrap_or_else(|e| e)
 }
