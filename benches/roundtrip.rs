@@ -34,6 +34,7 @@ fn benches(c: &mut Criterion) {
         timeout: Some(Duration::from_secs(30)),
         snapshot_table: None,
         replica_dsn: None,
+        pool_timeout: None,
     })
     .expect("store");
     let filter = lending_filter(&book, &reader);

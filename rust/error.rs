@@ -22,6 +22,12 @@ pub enum Error {
     #[error("operation timed out after {0:?}")]
     Timeout(Duration),
 
+    /// Every connection of the pool stayed busy for the pool's wait timeout.
+    #[error(
+        "no connection of the pool ({size} connections) was free within {waited:?}: the pool is saturated"
+    )]
+    PoolExhausted { size: usize, waited: Duration },
+
     /// No connection could be opened or kept (refused, unreachable, closed mid-call).
     /// `os_error` is the operating system's error number, when the cause was one.
     #[error("connection error: {message}")]

@@ -32,8 +32,19 @@ fn server(config: &tokio_postgres::Config) -> String {
     }
 }
 
+/// How big a pool is and how long it waits.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolLimits {
+    /// Most connections open at once.
+    pub size: usize,
+    /// Longest wait for a new connection to open.
+    pub connect_timeout: Option<Duration>,
+    /// Longest wait for a free connection when all are busy.
+    pub wait_timeout: Option<Duration>,
+}
+
 /// A lazily filled connection pool for one DSN, and where it connects (for messages).
-pub fn pool(dsn: &str, size: usize, connect_timeout: Option<Duration>) -> Result<(Pool, String)> {
+pub fn pool(dsn: &str, limits: PoolLimits) -> Result<(Pool, String)> {
     let mut pg: tokio_postgres::Config = dsn.parse().map_err(|e: tokio_postgres::Error| {
         // The parser's messages may quote the DSN, and with it a password: only those that
         // name an option (never its value) are passed on.
@@ -60,7 +71,7 @@ pub fn pool(dsn: &str, size: usize, connect_timeout: Option<Duration>) -> Result
         None => "-c plan_cache_mode=force_generic_plan".to_owned(),
     };
     pg.options(options);
-    if let (Some(t), None) = (connect_timeout, pg.get_connect_timeout()) {
+    if let (Some(t), None) = (limits.connect_timeout, pg.get_connect_timeout()) {
         pg.connect_timeout(t);
     }
     let server = server(&pg);
@@ -72,7 +83,9 @@ pub fn pool(dsn: &str, size: usize, connect_timeout: Option<Duration>) -> Result
         },
     );
     Pool::builder(manager)
-        .max_size(size)
+        .max_size(limits.size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(limits.wait_timeout)
         // The most recently used connection first: its backend's caches are warm, and idle
         // connections beyond what the load needs stay idle.
         .queue_mode(QueueMode::Lifo)
@@ -98,7 +111,17 @@ impl Conn {
         if pool.is_closed() {
             return Err(Error::Closed);
         }
-        Ok(Self::from(pool.get().await?))
+        match pool.get().await {
+            Ok(obj) => Ok(Self::from(obj)),
+            Err(deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait)) => {
+                let status = pool.status();
+                Err(Error::PoolExhausted {
+                    size: status.max_size,
+                    waited: pool.timeouts().wait.unwrap_or_default(),
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub fn client(&self) -> Result<&Object> {

@@ -21,7 +21,7 @@ use crate::filter::Filter;
 use crate::guard;
 use crate::input::{contains_nul, reject_nul};
 use crate::keys;
-use crate::pool::{pool, Conn};
+use crate::pool::{pool, Conn, PoolLimits};
 use crate::sql::ddl;
 use crate::sql::param::Statement;
 use crate::sql::statements as sql;
@@ -45,6 +45,9 @@ pub struct StoreConfig {
     pub snapshot_table: Option<TableName>,
     /// A read replica for reads that accept eventual consistency; `None`: the primary.
     pub replica_dsn: Option<String>,
+    /// Longest a call waits for a free connection when all `pool_size` are busy; `None`: as
+    /// long as the call's own timeout allows.
+    pub pool_timeout: Option<Duration>,
 }
 
 /// The time limit of one call.
@@ -167,11 +170,16 @@ impl EventStore {
                 "pool_size must be between 1 and {MAX_POOL_SIZE}"
             )));
         }
-        let (primary, server) = pool(&config.dsn, config.pool_size, config.timeout)?;
+        let limits = PoolLimits {
+            size: config.pool_size,
+            connect_timeout: config.timeout,
+            wait_timeout: config.pool_timeout,
+        };
+        let (primary, server) = pool(&config.dsn, limits)?;
         let replica = config
             .replica_dsn
             .as_deref()
-            .map(|dsn| pool(dsn, config.pool_size, config.timeout).map(|(pool, _)| pool))
+            .map(|dsn| pool(dsn, limits).map(|(pool, _)| pool))
             .transpose()?;
         Ok(Self {
             pool: primary,

@@ -314,3 +314,26 @@ def test_the_library_is_silent_where_the_application_configured_no_logging(
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
+
+
+def test_a_saturated_pool_queues_a_call_up_to_its_pool_timeout(
+    event_store_dsn: str, event_store_table: str
+) -> None:
+    with (
+        EventStore(
+            event_store_dsn, table=event_store_table, pool_size=1, pool_timeout=0.3
+        ) as store,
+        psycopg.connect(event_store_dsn) as blocker,
+    ):
+        store.query(EVERYTHING)  # prepare the statement while nothing holds the table
+        blocker.execute(f'LOCK TABLE "{event_store_table}" IN ACCESS EXCLUSIVE MODE')
+        busy = threading.Thread(target=lambda: store.query(EVERYTHING, timeout=2), daemon=True)
+        busy.start()
+        time.sleep(0.2)  # the pool's one connection now waits for the table
+        started = time.monotonic()
+        with pytest.raises(OperationTimeoutError, match="pool"):
+            store.query(EVERYTHING, timeout=10)
+        assert 0.25 < time.monotonic() - started < 2
+        blocker.rollback()
+        busy.join(5)
+        assert len(store.query(EVERYTHING)) == 0  # free again: calls go through

@@ -90,6 +90,7 @@ class EventStore:
         snapshot_table: str | None = None,
         replica_dsn: str | None = None,
         asyncio: bool = False,
+        pool_timeout: float | None = None,
     ) -> EventStore: ...
     @property
     def table(self) -> str: ...

@@ -103,11 +103,19 @@ class _StoreBase:
         timeout: float | None = 30.0,
         snapshot_table: str | None = None,
         replica_dsn: str | None = None,
+        pool_timeout: float | None = None,
     ) -> None:
         if replica_dsn is None:
             replica_dsn = os.environ.get(REPLICA_DSN_ENV) or None
         self._native = _native.EventStore(
-            _dsn(dsn), table, pool_size, timeout, snapshot_table, replica_dsn, self._asyncio
+            _dsn(dsn),
+            table,
+            pool_size,
+            timeout,
+            snapshot_table,
+            replica_dsn,
+            self._asyncio,
+            pool_timeout,
         )
         self._table = table
 
@@ -216,8 +224,10 @@ class EventStore(_StoreBase):
     ``dsn`` is a libpq-style URL or ``key=value`` string; when omitted, the environment
     variable ``DYNAMIC_STREAMS_DSN`` is read. ``table`` may be schema-qualified. ``timeout``
     is the default limit in seconds for each call (None: no limit); every call can set its
-    own (``timeout=None`` lifts it for that call). Creating a store does no I/O: connections
-    open on first use.
+    own (``timeout=None`` lifts it for that call). ``pool_size`` connections at most are
+    open at once; when all are busy a call waits for one, up to ``pool_timeout`` seconds
+    (None: as long as its own timeout allows), then raises :class:`OperationTimeoutError`.
+    Creating a store does no I/O: connections open on first use.
 
     Thread-safe: share one store between threads.
     """

@@ -39,7 +39,7 @@ pub fn to_py(py: Python<'_>, err: Error) -> PyErr {
                     expected.into_pyobject(py)?.into_any().unbind(),
                 )],
             ),
-            Error::Timeout(_) => ("OperationTimeoutError", vec![]),
+            Error::Timeout(_) | Error::PoolExhausted { .. } => ("OperationTimeoutError", vec![]),
             Error::Connection { .. } => ("OperationalError", vec![]),
             Error::Closed => ("InterfaceError", vec![]),
             Error::Database {

@@ -29,8 +29,8 @@ impl PyStoreDefault {
     }
 }
 
-/// A positive, finite number of seconds.
-fn seconds(value: &Bound<'_, PyAny>) -> PyResult<Duration> {
+/// A positive, finite number of seconds; `what` names the argument in the error.
+fn seconds(what: &str, value: &Bound<'_, PyAny>) -> PyResult<Duration> {
     let number = !value.is_instance_of::<PyBool>()
         && (value.is_instance_of::<PyFloat>() || value.is_instance_of::<PyInt>());
     number
@@ -41,7 +41,7 @@ fn seconds(value: &Bound<'_, PyAny>) -> PyResult<Duration> {
         .ok_or_else(|| {
             invalid(
                 value.py(),
-                "timeout must be a positive, finite number of seconds, None (no limit) or STORE_DEFAULT",
+                format!("{what} must be a positive, finite number of seconds"),
             )
         })
 }
@@ -58,7 +58,10 @@ impl<'a, 'py> FromPyObject<'a, 'py> for CallTimeout {
         } else if value.is_instance_of::<PyStoreDefault>() {
             Timeout::StoreDefault
         } else {
-            Timeout::After(seconds(&value)?)
+            Timeout::After(seconds(
+                "timeout (seconds, None for no limit, or STORE_DEFAULT)",
+                &value,
+            )?)
         }))
     }
 }
@@ -107,7 +110,7 @@ impl PyEventStore {
 impl PyEventStore {
     /// Opens a store (no I/O): its calls return values, or awaitables when ``asyncio``.
     #[new]
-    #[pyo3(signature = (dsn, table="events", pool_size=10, timeout=Some(30.0), snapshot_table=None, replica_dsn=None, asyncio=false))]
+    #[pyo3(signature = (dsn, table="events", pool_size=10, timeout=Some(30.0), snapshot_table=None, replica_dsn=None, asyncio=false, pool_timeout=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -118,17 +121,23 @@ impl PyEventStore {
         snapshot_table: Option<&str>,
         replica_dsn: Option<String>,
         asyncio: bool,
+        pool_timeout: Option<f64>,
     ) -> PyResult<Self> {
         let store = EventStore::new(StoreConfig {
             dsn,
             table: TableName::parse(table).or_raise(py)?,
             pool_size,
-            timeout: timeout.map(|t| seconds(&PyFloat::new(py, t))).transpose()?,
+            timeout: timeout
+                .map(|t| seconds("timeout", &PyFloat::new(py, t)))
+                .transpose()?,
             snapshot_table: snapshot_table
                 .map(TableName::parse)
                 .transpose()
                 .or_raise(py)?,
             replica_dsn,
+            pool_timeout: pool_timeout
+                .map(|t| seconds("pool_timeout", &PyFloat::new(py, t)))
+                .transpose()?,
         })
         .or_raise(py)?;
         let calls = Calls::new(asyncio)
