@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PYTHONS ?= 3.10 3.11 3.12 3.13
 SOURCES := Cargo.toml pyproject.toml $(shell find rust python -type f -not -name '*.pyc' -not -name '*.so')
 
-.PHONY: help demo test test-rust test-python test-pythons lint bench clean
+.PHONY: help demo test test-rust test-python test-pythons ssl-server lint bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -35,10 +35,19 @@ lint: $(VENV)/.installed ## rustfmt, clippy (pedantic), ruff, mypy (strict), stu
 test-rust: ## The engine's unit tests (no Python needed)
 	cargo test
 
-test-python: $(VENV)/.installed ## The Python suite on the default interpreter
+# The TLS tests need a PostgreSQL built with SSL (the embedded one is not): Debian's package,
+# installed here when missing and this is a Debian machine run as root; else they skip.
+ssl-server:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 \
+	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	       && echo "installing Debian's postgresql package for the TLS tests" \
+	       && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } \
+	  || echo "no PostgreSQL with SSL and none installable: the TLS tests will skip"
+
+test-python: $(VENV)/.installed ssl-server ## The Python suite on the default interpreter
 	$(VENV)/bin/pytest
 
-test-pythons: $(VENV)/.installed ## The Python suite on each other CPython in PYTHONS
+test-pythons: $(VENV)/.installed ssl-server ## The Python suite on each other CPython in PYTHONS
 	@default=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
 	pyenv_root=$${PYENV_ROOT:-$$HOME/.pyenv}; \
 	for v in $(PYTHONS); do \

@@ -6,10 +6,12 @@
 //! - [`keys`]: the key index's keys, and where a filter's events are looked up;
 //! - [`guard`]: the advisory locks that make the append guard hold under concurrency;
 //! - [`sql`]: the DDL, the compiler from filters to parameterised SQL, the statements;
-//! - [`pool`]: connections; [`store`]: the operations; [`error`]: the one error type.
+//! - [`dsn`] and [`connect`]: DSNs, TLS and opening a connection; [`pool`]: pooled connections; [`store`]: the operations; [`error`]: the one error type.
 //!
 //! The `python` feature adds the bindings in `python`.
 
+pub mod connect;
+pub mod dsn;
 pub mod error;
 pub mod event;
 pub mod filter;

@@ -1,11 +1,14 @@
 //! Connections: a lazily filled pool per DSN, a connection that is discarded (its statement
 //! cancelled) unless its call finished, and one transaction sent as one pipeline.
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, QueueMode, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Object, QueueMode, RecyclingMethod};
 use std::time::Duration;
 use tokio::runtime::RuntimeFlavor;
-use tokio_postgres::{CancelToken, NoTls, Row};
+use tokio_postgres::{CancelToken, Row};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
+use crate::connect::Connector;
+use crate::dsn;
 use crate::error::{Error, Result};
 use crate::sql::param::Statement;
 
@@ -43,55 +46,78 @@ pub struct PoolLimits {
     pub wait_timeout: Option<Duration>,
 }
 
-/// A lazily filled connection pool for one DSN, and where it connects (for messages).
-pub fn pool(dsn: &str, limits: PoolLimits) -> Result<(Pool, String)> {
-    let mut pg: tokio_postgres::Config = dsn.parse().map_err(|e: tokio_postgres::Error| {
-        // The parser's messages may quote the DSN, and with it a password: only those that
-        // name an option (never its value) are passed on.
-        let named = std::error::Error::source(&e)
-            .map(ToString::to_string)
-            .filter(|m| {
-                m.starts_with("unknown option") || m.starts_with("invalid value for option")
-            });
-        Error::invalid(match named {
-            Some(reason) => format!("invalid DSN: {reason}"),
-            None => "invalid DSN: expected postgresql://user:password@host:port/dbname or \
-                     key=value pairs"
-                .to_owned(),
-        })
-    })?;
-    if pg.get_application_name().is_none() {
-        pg.application_name("dynamic-streams");
+/// A lazily filled pool of connections to one DSN's server.
+pub struct Pool {
+    inner: deadpool_postgres::Pool,
+    /// Where it connects, for messages: hosts and ports, never credentials.
+    pub server: String,
+    /// What cancels a statement (over TLS when its connection used TLS).
+    tls: MakeRustlsConnect,
+}
+
+impl Pool {
+    pub fn new(dsn: &str, limits: PoolLimits) -> Result<Self> {
+        let split = dsn::split(dsn)?;
+        let mut pg: tokio_postgres::Config =
+            split.rest.parse().map_err(|e: tokio_postgres::Error| {
+                // The parser's messages may quote the DSN, and with it a password: only those
+                // that name an option (never its value) are passed on.
+                let named = std::error::Error::source(&e)
+                    .map(ToString::to_string)
+                    .filter(|m| {
+                        m.starts_with("unknown option") || m.starts_with("invalid value for option")
+                    });
+                Error::invalid(match named {
+                    Some(reason) => format!("invalid DSN: {reason}"),
+                    None => "invalid DSN: expected postgresql://user:password@host:port/dbname or \
+                             key=value pairs"
+                        .to_owned(),
+                })
+            })?;
+        if pg.get_application_name().is_none() {
+            pg.application_name("dynamic-streams");
+        }
+        // Every statement is a cached prepared statement whose best plan does not depend on
+        // its values (key index lookups, then primary-key fetches): plan once per connection
+        // instead of once per call. Measured: about a third of a query's time at 100k events.
+        let options = match pg.get_options() {
+            Some(given) => format!("{given} -c plan_cache_mode=force_generic_plan"),
+            None => "-c plan_cache_mode=force_generic_plan".to_owned(),
+        };
+        pg.options(options);
+        if let (Some(t), None) = (limits.connect_timeout, pg.get_connect_timeout()) {
+            pg.connect_timeout(t);
+        }
+        let connector = Connector::new(&split, &mut pg)?;
+        let tls = connector.tls();
+        let server = server(&pg);
+        let manager = Manager::from_connect(
+            pg,
+            connector,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let inner = deadpool_postgres::Pool::builder(manager)
+            .max_size(limits.size)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(limits.wait_timeout)
+            // The most recently used connection first: its backend's caches are warm, and idle
+            // connections beyond what the load needs stay idle.
+            .queue_mode(QueueMode::Lifo)
+            .build()
+            .map_err(|e| Error::invalid(format!("cannot build the connection pool: {e}")))?;
+        Ok(Self { inner, server, tls })
     }
-    // Every statement is a cached prepared statement whose best plan does not depend on
-    // its values (key index lookups, then primary-key fetches): plan once per connection
-    // instead of once per call. Measured: about a third of a query's time at 100k events.
-    let options = match pg.get_options() {
-        Some(given) => format!("{given} -c plan_cache_mode=force_generic_plan"),
-        None => "-c plan_cache_mode=force_generic_plan".to_owned(),
-    };
-    pg.options(options);
-    if let (Some(t), None) = (limits.connect_timeout, pg.get_connect_timeout()) {
-        pg.connect_timeout(t);
+
+    /// Closes the pool: open connections are dropped, later calls fail with [`Error::Closed`].
+    pub fn close(&self) {
+        self.inner.close();
     }
-    let server = server(&pg);
-    let manager = Manager::from_config(
-        pg,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    Pool::builder(manager)
-        .max_size(limits.size)
-        .runtime(deadpool_postgres::Runtime::Tokio1)
-        .wait_timeout(limits.wait_timeout)
-        // The most recently used connection first: its backend's caches are warm, and idle
-        // connections beyond what the load needs stay idle.
-        .queue_mode(QueueMode::Lifo)
-        .build()
-        .map(|pool| (pool, server))
-        .map_err(|e| Error::invalid(format!("cannot build the connection pool: {e}")))
+
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
 }
 
 /// Most prepared statements one connection keeps. Past it the connection's cache is
@@ -103,21 +129,25 @@ pub const MAX_CACHED_STATEMENTS: usize = 256;
 /// operation using it finished.
 pub struct Conn {
     obj: Option<Object>,
+    tls: MakeRustlsConnect,
 }
 
 impl Conn {
     /// A connection from `pool`.
     pub async fn get(pool: &Pool) -> Result<Self> {
-        if pool.is_closed() {
+        let inner = &pool.inner;
+        if inner.is_closed() {
             return Err(Error::Closed);
         }
-        match pool.get().await {
-            Ok(obj) => Ok(Self::from(obj)),
+        match inner.get().await {
+            Ok(obj) => Ok(Self {
+                obj: Some(obj),
+                tls: pool.tls.clone(),
+            }),
             Err(deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait)) => {
-                let status = pool.status();
                 Err(Error::PoolExhausted {
-                    size: status.max_size,
-                    waited: pool.timeouts().wait.unwrap_or_default(),
+                    size: inner.status().max_size,
+                    waited: inner.timeouts().wait.unwrap_or_default(),
                 })
             }
             Err(e) => Err(e.into()),
@@ -178,17 +208,11 @@ impl Conn {
     }
 }
 
-impl From<Object> for Conn {
-    fn from(obj: Object) -> Self {
-        Self { obj: Some(obj) }
-    }
-}
-
 impl Drop for Conn {
     fn drop(&mut self) {
         let Some(obj) = self.obj.take() else { return };
         let client = Object::take(obj);
-        cancel_in_background(client.cancel_token());
+        cancel_in_background(client.cancel_token(), self.tls.clone());
         drop(client);
     }
 }
@@ -197,9 +221,9 @@ impl Drop for Conn {
 /// is closed right after anyway). A multi-thread runtime sends it at once; a current-thread
 /// runtime runs tasks only while a caller waits on it, so the request goes from a thread of
 /// its own there (a cancelled call is rare, and must not leave its statement running).
-fn cancel_in_background(token: CancelToken) {
+fn cancel_in_background(token: CancelToken, tls: MakeRustlsConnect) {
     let cancel = async move {
-        let _ = token.cancel_query(NoTls).await;
+        let _ = token.cancel_query(tls).await;
     };
     match tokio::runtime::Handle::try_current() {
         Ok(rt) if rt.runtime_flavor() == RuntimeFlavor::MultiThread => {

@@ -10,7 +10,6 @@
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
-use deadpool_postgres::Pool;
 use serde_json::{Map, Value};
 use tokio_postgres::types::Json;
 use tokio_postgres::Row;
@@ -21,7 +20,7 @@ use crate::filter::Filter;
 use crate::guard;
 use crate::input::{contains_nul, reject_nul};
 use crate::keys;
-use crate::pool::{pool, Conn, PoolLimits};
+use crate::pool::{Conn, Pool, PoolLimits};
 use crate::sql::ddl;
 use crate::sql::param::Statement;
 use crate::sql::statements as sql;
@@ -111,8 +110,6 @@ pub struct QueryResult {
 /// A DCB event store on one PostgreSQL table.
 pub struct EventStore {
     pool: Pool,
-    /// Where the primary is, for messages (never credentials).
-    server: String,
     replica: Option<Pool>,
     table: TableName,
     snapshots: TableName,
@@ -175,15 +172,13 @@ impl EventStore {
             connect_timeout: config.timeout,
             wait_timeout: config.pool_timeout,
         };
-        let (primary, server) = pool(&config.dsn, limits)?;
         let replica = config
             .replica_dsn
             .as_deref()
-            .map(|dsn| pool(dsn, limits).map(|(pool, _)| pool))
+            .map(|dsn| Pool::new(dsn, limits))
             .transpose()?;
         Ok(Self {
-            pool: primary,
-            server,
+            pool: Pool::new(&config.dsn, limits)?,
             replica,
             snapshots: config
                 .snapshot_table
@@ -233,7 +228,7 @@ impl EventStore {
     fn explained(&self, err: Error) -> Error {
         match err {
             Error::Connection { message, os_error } => Error::Connection {
-                message: format!("{message} (server: {})", self.server),
+                message: format!("{message} (server: {})", self.pool.server),
                 os_error,
             },
             Error::Database {
@@ -264,9 +259,9 @@ impl EventStore {
             .as_ref()
             .filter(|_| consistency == Consistency::Eventual)
         {
-            match replica.get().await {
-                Ok(obj) => return Ok((Conn::from(obj), true)),
-                Err(deadpool_postgres::PoolError::Closed) => return Err(Error::Closed),
+            match Conn::get(replica).await {
+                Ok(conn) => return Ok((conn, true)),
+                Err(Error::Closed) => return Err(Error::Closed),
                 Err(_) => {}
             }
         }

@@ -1,0 +1,386 @@
+//! Opening one connection: libpq's `sslmode` semantics on rustls (pure Rust, so the wheel
+//! needs no system OpenSSL), its certificate files, and the fallbacks of `allow` and
+//! `prefer`. The pool ([`crate::pool`]) opens every connection through [`Connector`].
+//!
+//! | sslmode | TLS | the server's certificate |
+//! |---|---|---|
+//! | disable | never | - |
+//! | allow | only if the server refuses a plain connection | checked against `sslrootcert` if there is one |
+//! | prefer (default) | if the server offers it; plain if it does not or the handshake fails | as for allow |
+//! | require | always | as for allow |
+//! | verify-ca | always | signed by a root of `sslrootcert` |
+//! | verify-full | always | signed by a root of `sslrootcert`, and issued for the host name |
+//!
+//! `sslrootcert=system` uses the platform's trusted roots and implies `verify-full`. Without
+//! `sslrootcert`, `~/.postgresql/root.crt` is used when it exists; a client certificate is
+//! `sslcert`/`sslkey`, else `~/.postgresql/postgresql.crt`/`.key` when they exist. Unix
+//! sockets never use TLS (the server offers none there).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use deadpool_postgres::Connect;
+use futures_util::future::BoxFuture;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio::task::JoinHandle;
+use tokio_postgres::config::{Host, SslMode as DriverMode};
+use tokio_postgres::{Client, Config};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::dsn::Split;
+use crate::error::{Error, Result};
+
+/// libpq's `sslmode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SslMode {
+    Disable,
+    Allow,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl SslMode {
+    fn parse(value: &str) -> Result<Self> {
+        Ok(match value {
+            "disable" => Self::Disable,
+            "allow" => Self::Allow,
+            "prefer" => Self::Prefer,
+            "require" => Self::Require,
+            "verify-ca" => Self::VerifyCa,
+            "verify-full" => Self::VerifyFull,
+            _ => {
+                return Err(Error::invalid(
+                    "invalid DSN: invalid value for option `sslmode` (expected disable, allow, \
+                     prefer, require, verify-ca or verify-full)",
+                ))
+            }
+        })
+    }
+
+    /// What the driver is asked for on the first attempt.
+    fn first_attempt(self) -> DriverMode {
+        match self {
+            Self::Disable | Self::Allow => DriverMode::Disable,
+            Self::Prefer => DriverMode::Prefer,
+            Self::Require | Self::VerifyCa | Self::VerifyFull => DriverMode::Require,
+        }
+    }
+}
+
+/// How the server's certificate is checked.
+enum Verification {
+    /// Not at all (libpq's allow, prefer and require without a root certificate).
+    None,
+    /// Signed by one of these roots, whatever name it was issued for.
+    Chain(RootCertStore),
+    /// Signed by one of these roots and issued for the host connected to.
+    Full(RootCertStore),
+}
+
+/// Opens connections with one DSN's TLS settings.
+#[derive(Clone)]
+pub struct Connector {
+    mode: SslMode,
+    tls: MakeRustlsConnect,
+}
+
+impl Connector {
+    /// The TLS settings of `dsn`'s own options, with `config` (the rest of the DSN) told what
+    /// to ask the server for first.
+    pub fn new(dsn: &Split, config: &mut Config) -> Result<Self> {
+        let root = dsn.get("sslrootcert");
+        let mut mode = match (dsn.get("sslmode").map(SslMode::parse).transpose()?, root) {
+            (None, Some("system")) => SslMode::VerifyFull,
+            (Some(mode), Some("system")) if mode != SslMode::VerifyFull => {
+                return Err(Error::invalid(
+                    "invalid DSN: sslrootcert=system may only be used with sslmode=verify-full",
+                ))
+            }
+            (mode, _) => mode.unwrap_or(SslMode::Prefer),
+        };
+        let unix_only = !config.get_hosts().is_empty()
+            && config
+                .get_hosts()
+                .iter()
+                .all(|h| !matches!(h, Host::Tcp(_)));
+        if unix_only {
+            mode = SslMode::Disable;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let roots = if mode == SslMode::Disable {
+            None
+        } else {
+            roots(root)?
+        };
+        let verification = match (mode, roots) {
+            (SslMode::VerifyFull, Some(roots)) => Verification::Full(roots),
+            (SslMode::VerifyCa | SslMode::VerifyFull, None) => {
+                return Err(Error::invalid(format!(
+                    "invalid DSN: sslmode={} needs the root certificates to check the server \
+                     against: give sslrootcert=FILE (or create {}), use sslrootcert=system for \
+                     the platform's trusted roots, or choose a weaker sslmode",
+                    if mode == SslMode::VerifyCa {
+                        "verify-ca"
+                    } else {
+                        "verify-full"
+                    },
+                    default_file("root.crt").map_or_else(
+                        || "~/.postgresql/root.crt".into(),
+                        |p| p.display().to_string()
+                    )
+                )))
+            }
+            // libpq: with a root certificate at hand, every mode that uses TLS checks the chain.
+            (_, Some(roots)) => Verification::Chain(roots),
+            (_, None) => Verification::None,
+        };
+        let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::invalid(format!("cannot set up TLS: {e}")))?;
+        let builder = match verification {
+            Verification::Full(roots) => builder.with_root_certificates(roots),
+            Verification::Chain(roots) => {
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(Checks {
+                        roots: Some(roots),
+                        provider,
+                    }))
+            }
+            Verification::None => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(Checks {
+                    roots: None,
+                    provider,
+                })),
+        };
+        let tls_config = match client_identity(dsn)? {
+            Some((chain, key)) => builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| Error::invalid(format!("invalid DSN: sslcert/sslkey: {e}")))?,
+            None => builder.with_no_client_auth(),
+        };
+        config.ssl_mode(mode.first_attempt());
+        Ok(Self {
+            mode,
+            tls: MakeRustlsConnect::new(tls_config),
+        })
+    }
+
+    /// What cancels a statement of a connection opened here (over TLS when it used TLS).
+    pub fn tls(&self) -> MakeRustlsConnect {
+        self.tls.clone()
+    }
+
+    async fn open(
+        &self,
+        config: &Config,
+    ) -> Result<(Client, JoinHandle<()>), tokio_postgres::Error> {
+        let first = self.spawned(config).await;
+        let retry = match (&first, self.mode) {
+            // allow: TLS only when the server refused the plain connection.
+            (Err(e), SslMode::Allow) if rejected(e) => Some(DriverMode::Require),
+            // prefer: plain when the handshake failed or the server refused the TLS session.
+            (Err(e), SslMode::Prefer) if rejected(e) || tls_failed(e) => Some(DriverMode::Disable),
+            _ => None,
+        };
+        match retry {
+            Some(mode) => {
+                let mut config = config.clone();
+                config.ssl_mode(mode);
+                self.spawned(&config).await
+            }
+            None => first,
+        }
+    }
+
+    /// A client, and the task that reads its connection's messages (the pool ends the task
+    /// when it drops the client). A connection that breaks is seen by the client's next call.
+    async fn spawned(
+        &self,
+        config: &Config,
+    ) -> Result<(Client, JoinHandle<()>), tokio_postgres::Error> {
+        let (client, connection) = config.connect(self.tls.clone()).await?;
+        Ok((client, tokio::spawn(async { drop(connection.await) })))
+    }
+}
+
+impl Connect for Connector {
+    fn connect(
+        &self,
+        config: &Config,
+    ) -> BoxFuture<'_, Result<(Client, JoinHandle<()>), tokio_postgres::Error>> {
+        let config = config.clone();
+        Box::pin(async move { self.open(&config).await })
+    }
+}
+
+/// The server answered the connection with an authentication or `pg_hba.conf` refusal (SQLSTATE
+/// class 28), which libpq answers by trying the other kind of connection.
+fn rejected(err: &tokio_postgres::Error) -> bool {
+    err.code().is_some_and(|c| c.code().starts_with("28"))
+}
+
+/// The TLS handshake itself failed.
+fn tls_failed(err: &tokio_postgres::Error) -> bool {
+    let mut cause = std::error::Error::source(err);
+    while let Some(c) = cause {
+        if c.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+fn default_file(name: &str) -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|home| Path::new(&home).join(".postgresql").join(name))
+}
+
+/// The roots of `sslrootcert` (a PEM file, or `system`), else of `~/.postgresql/root.crt`
+/// when it exists.
+fn roots(given: Option<&str>) -> Result<Option<RootCertStore>> {
+    let mut store = RootCertStore::empty();
+    let certs = match given {
+        Some("system") => {
+            let found = rustls_native_certs::load_native_certs();
+            if found.certs.is_empty() {
+                return Err(Error::invalid(
+                    "invalid DSN: sslrootcert=system, but no trusted root certificates were \
+                     found on this machine",
+                ));
+            }
+            store.add_parsable_certificates(found.certs);
+            return Ok(Some(store));
+        }
+        Some(path) => read_certs("sslrootcert", Path::new(path))?,
+        None => match default_file("root.crt").filter(|p| p.exists()) {
+            Some(path) => read_certs("sslrootcert", &path)?,
+            None => return Ok(None),
+        },
+    };
+    for cert in certs {
+        store.add(cert).map_err(|e| {
+            Error::invalid(format!(
+                "invalid DSN: sslrootcert: a certificate is not usable: {e}"
+            ))
+        })?;
+    }
+    Ok(Some(store))
+}
+
+fn read_certs(option: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let unreadable = |e: &dyn std::fmt::Display| {
+        Error::invalid(format!(
+            "invalid DSN: {option}: cannot read {}: {e}",
+            path.display()
+        ))
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| unreadable(&e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| unreadable(&e))?;
+    if certs.is_empty() {
+        return Err(unreadable(&"no PEM certificate in it"));
+    }
+    Ok(certs)
+}
+
+/// The client certificate chain and its key: `sslcert`/`sslkey`, else the default files
+/// when the certificate file exists.
+fn client_identity(
+    dsn: &Split,
+) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>> {
+    let cert = match dsn.get("sslcert") {
+        Some(path) => PathBuf::from(path),
+        None => match default_file("postgresql.crt").filter(|p| p.exists()) {
+            Some(path) => path,
+            None => return Ok(None),
+        },
+    };
+    let key = dsn
+        .get("sslkey")
+        .map(PathBuf::from)
+        .or_else(|| default_file("postgresql.key"))
+        .ok_or_else(|| Error::invalid("invalid DSN: sslcert is given but no sslkey"))?;
+    let chain = read_certs("sslcert", &cert)?;
+    let key = PrivateKeyDer::from_pem_file(&key).map_err(|e| {
+        Error::invalid(format!(
+            "invalid DSN: sslkey: cannot read an unencrypted PEM private key from {}: {e}",
+            key.display()
+        ))
+    })?;
+    Ok(Some((chain, key)))
+}
+
+/// The server-certificate checks of the modes the standard verifier does not cover: the
+/// chain only (verify-ca, or a weaker mode with root certificates), or none. The handshake's
+/// signatures are always checked: whoever answers holds the certificate's key.
+#[derive(Debug)]
+struct Checks {
+    roots: Option<RootCertStore>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for Checks {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Some(roots) = &self.roots {
+            let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                roots,
+                intermediates,
+                now,
+                self.provider.signature_verification_algorithms.all,
+            )?;
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
