@@ -17,7 +17,9 @@
 //! sockets never use TLS (the server offers none there).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::Connect;
 use futures_util::future::BoxFuture;
@@ -83,17 +85,27 @@ enum Verification {
     Full(RootCertStore),
 }
 
+/// How long a pool that has reached its server before waits for it to come back (a
+/// restart, a failover) when a new connection is refused, before the call fails with the
+/// reason; the call's own timeout applies too.
+pub const RESTART_WINDOW: Duration = Duration::from_secs(10);
+
 /// Opens connections with one DSN's TLS settings.
-#[derive(Clone)]
 pub struct Connector {
     mode: SslMode,
     tls: MakeRustlsConnect,
+    /// Whether to wait out [`RESTART_WINDOW`] (the primary) or fail at once (a replica, which
+    /// reads fall back from).
+    waits_for_restarts: bool,
+    /// Whether a connection was ever opened: refusals before that are configuration errors,
+    /// reported at once.
+    reached: AtomicBool,
 }
 
 impl Connector {
     /// The TLS settings of `dsn`'s own options, with `config` (the rest of the DSN) told what
     /// to ask the server for first.
-    pub fn new(dsn: &Split, config: &mut Config) -> Result<Self> {
+    pub fn new(dsn: &Split, config: &mut Config, waits_for_restarts: bool) -> Result<Self> {
         let root = dsn.get("sslrootcert");
         let mut mode = match (dsn.get("sslmode").map(SslMode::parse).transpose()?, root) {
             (None, Some("system")) => SslMode::VerifyFull,
@@ -170,6 +182,8 @@ impl Connector {
         Ok(Self {
             mode,
             tls: MakeRustlsConnect::new(tls_config),
+            waits_for_restarts,
+            reached: AtomicBool::new(false),
         })
     }
 
@@ -178,7 +192,36 @@ impl Connector {
         self.tls.clone()
     }
 
+    /// A connection, waiting for a server that was reached before to accept connections
+    /// again (back-off from 20 to 250 ms between attempts).
     async fn open(
+        &self,
+        config: &Config,
+    ) -> Result<(Client, JoinHandle<()>), tokio_postgres::Error> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(20);
+        loop {
+            match self.negotiated(config).await {
+                Ok(opened) => {
+                    self.reached.store(true, Ordering::Relaxed);
+                    return Ok(opened);
+                }
+                Err(e)
+                    if self.waits_for_restarts
+                        && self.reached.load(Ordering::Relaxed)
+                        && unavailable(&e)
+                        && started.elapsed() + pause < RESTART_WINDOW =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(250));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A connection with the TLS fallbacks of `allow` and `prefer`.
+    async fn negotiated(
         &self,
         config: &Config,
     ) -> Result<(Client, JoinHandle<()>), tokio_postgres::Error> {
@@ -225,6 +268,32 @@ impl Connect for Connector {
 /// class 28), which libpq answers by trying the other kind of connection.
 fn rejected(err: &tokio_postgres::Error) -> bool {
     err.code().is_some_and(|c| c.code().starts_with("28"))
+}
+
+/// No server accepts sessions there right now: refused, the socket is missing, the server
+/// is shutting down or starting up, or (`target_session_attrs=read-write`) every host is
+/// read-only, as during a failover before the promotion.
+fn unavailable(err: &tokio_postgres::Error) -> bool {
+    use std::io::ErrorKind;
+    if let Some(code) = err.code() {
+        return matches!(code.code(), "57P01" | "57P02" | "57P03");
+    }
+    let mut cause = std::error::Error::source(err);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::NotFound
+                    | ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::UnexpectedEof
+                    | ErrorKind::PermissionDenied
+            );
+        }
+        cause = c.source();
+    }
+    err.is_closed()
 }
 
 /// The TLS handshake itself failed.

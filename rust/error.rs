@@ -87,6 +87,19 @@ impl Error {
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Self::InvalidInput(message.into())
     }
+
+    /// The connection broke, or the server was ending sessions (shutting down, crashed) or
+    /// not yet accepting them: the same call on another connection may succeed.
+    pub fn is_disconnect(&self) -> bool {
+        match self {
+            Self::Connection { .. } => true,
+            Self::Database { sqlstate, .. } => {
+                sqlstate.starts_with("08")
+                    || matches!(sqlstate.as_str(), "57P01" | "57P02" | "57P03")
+            }
+            _ => false,
+        }
+    }
 }
 
 impl From<tokio_postgres::Error> for Error {

@@ -2,7 +2,8 @@
 //! cancelled) unless its call finished, and one transaction sent as one pipeline.
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, QueueMode, RecyclingMethod};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use tokio::runtime::RuntimeFlavor;
 use tokio_postgres::{CancelToken, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -46,6 +47,28 @@ pub struct PoolLimits {
     pub wait_timeout: Option<Duration>,
 }
 
+/// What a pool's server is to the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Every call needs it: a new connection waits out a restart or failover
+    /// ([`crate::connect::RESTART_WINDOW`]).
+    Primary,
+    /// Eventual reads use it while it answers, and fall back to the primary: connecting
+    /// gives up after [`REPLICA_CONNECT_TIMEOUT`], and a replica found unreachable is left
+    /// alone for a back-off (1 s, doubling up to 30 s) before it is tried again.
+    Replica,
+}
+
+/// The longest a replica connection may take to open (hung servers included).
+pub const REPLICA_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Until when a server found unreachable is left alone, and the next pause.
+struct Backoff {
+    until: Option<Instant>,
+    pause: Duration,
+}
+
 /// A lazily filled pool of connections to one DSN's server.
 pub struct Pool {
     inner: deadpool_postgres::Pool,
@@ -53,10 +76,12 @@ pub struct Pool {
     pub server: String,
     /// What cancels a statement (over TLS when its connection used TLS).
     tls: MakeRustlsConnect,
+    /// A replica's back-off; the primary has none.
+    backoff: Option<Mutex<Backoff>>,
 }
 
 impl Pool {
-    pub fn new(dsn: &str, limits: PoolLimits) -> Result<Self> {
+    pub fn new(dsn: &str, limits: PoolLimits, role: Role) -> Result<Self> {
         let split = dsn::split(dsn)?;
         let mut pg: tokio_postgres::Config =
             split.rest.parse().map_err(|e: tokio_postgres::Error| {
@@ -85,10 +110,14 @@ impl Pool {
             None => "-c plan_cache_mode=force_generic_plan".to_owned(),
         };
         pg.options(options);
-        if let (Some(t), None) = (limits.connect_timeout, pg.get_connect_timeout()) {
+        let connect_timeout = match role {
+            Role::Primary => limits.connect_timeout,
+            Role::Replica => Some(REPLICA_CONNECT_TIMEOUT),
+        };
+        if let (Some(t), None) = (connect_timeout, pg.get_connect_timeout()) {
             pg.connect_timeout(t);
         }
-        let connector = Connector::new(&split, &mut pg)?;
+        let connector = Connector::new(&split, &mut pg, role == Role::Primary)?;
         let tls = connector.tls();
         let server = server(&pg);
         let manager = Manager::from_connect(
@@ -102,12 +131,57 @@ impl Pool {
             .max_size(limits.size)
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .wait_timeout(limits.wait_timeout)
+            // A replica's whole connect, startup included: a server that accepts the socket
+            // and then hangs must not hold an eventual read.
+            .create_timeout((role == Role::Replica).then_some(REPLICA_CONNECT_TIMEOUT))
             // The most recently used connection first: its backend's caches are warm, and idle
             // connections beyond what the load needs stay idle.
             .queue_mode(QueueMode::Lifo)
             .build()
             .map_err(|e| Error::invalid(format!("cannot build the connection pool: {e}")))?;
-        Ok(Self { inner, server, tls })
+        let backoff = (role == Role::Replica).then(|| {
+            Mutex::new(Backoff {
+                until: None,
+                pause: Duration::from_secs(1),
+            })
+        });
+        Ok(Self {
+            inner,
+            server,
+            tls,
+            backoff,
+        })
+    }
+
+    fn backoff(&self) -> Option<std::sync::MutexGuard<'_, Backoff>> {
+        self.backoff
+            .as_ref()
+            .map(|b| b.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Whether the server is worth trying now: not found unreachable within its back-off.
+    pub fn is_up(&self) -> bool {
+        self.backoff()
+            .is_none_or(|b| b.until.is_none_or(|until| Instant::now() >= until))
+    }
+
+    /// The server could not be reached: leave it alone for the next pause.
+    pub fn went_down(&self) {
+        if let Some(mut b) = self.backoff() {
+            b.until = Some(Instant::now() + b.pause);
+            b.pause = (b.pause * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    fn came_up(&self) {
+        if let Some(mut b) = self.backoff() {
+            if b.until.is_some() {
+                *b = Backoff {
+                    until: None,
+                    pause: Duration::from_secs(1),
+                };
+            }
+        }
     }
 
     /// Closes the pool: open connections are dropped, later calls fail with [`Error::Closed`].
@@ -139,11 +213,21 @@ impl Conn {
         if inner.is_closed() {
             return Err(Error::Closed);
         }
+        // Two turns of the runtime first. The synchronous store's runtime runs only while a
+        // call waits, so idle connections have not yet read what the server sent them (a
+        // restart's "terminating connection"): the first turn has the I/O driver report it,
+        // the second runs their tasks, which close them, and the pool's check (is the client
+        // closed?) then discards them instead of failing this call. A few microseconds.
+        tokio::task::yield_now().await;
+        tokio::task::yield_now().await;
         match inner.get().await {
-            Ok(obj) => Ok(Self {
-                obj: Some(obj),
-                tls: pool.tls.clone(),
-            }),
+            Ok(obj) => {
+                pool.came_up();
+                Ok(Self {
+                    obj: Some(obj),
+                    tls: pool.tls.clone(),
+                })
+            }
             Err(deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait)) => {
                 Err(Error::PoolExhausted {
                     size: inner.status().max_size,
@@ -179,11 +263,23 @@ impl Conn {
         begin_sql: &str,
         lock: Option<&Statement>,
         statement: &Statement,
-    ) -> Result<Vec<Row>> {
-        let client = self.client()?;
-        let stmt = self.prepare(&statement.sql).await?;
+    ) -> Result<Vec<Row>, Failure> {
+        // Until the pipeline is sent, nothing of the transaction can have run.
+        let never_ran = |error: Error| Failure {
+            retry: if error.is_disconnect() {
+                Retry::Yes
+            } else {
+                Retry::No
+            },
+            error,
+        };
+        let client = self.client().map_err(never_ran)?;
+        let stmt = self.prepare(&statement.sql).await.map_err(never_ran)?;
         let lock = match lock {
-            Some(lock) => Some((self.prepare(&lock.sql).await?, lock.args())),
+            Some(lock) => Some((
+                self.prepare(&lock.sql).await.map_err(never_ran)?,
+                lock.args(),
+            )),
             None => None,
         };
         let args = statement.args();
@@ -200,11 +296,70 @@ impl Conn {
             client.query(&stmt, &args),
             client.batch_execute("COMMIT"),
         );
-        began?;
-        locked?;
-        let rows = rows?;
-        committed?;
+        // The server answers in order: when its answer to BEGIN is an error (a session it was
+        // ending), it ran nothing after it. A connection that just closed proves nothing: the
+        // server may have committed before its answers were lost.
+        began.map_err(|e| {
+            if e.as_db_error().is_some() {
+                never_ran(e.into())
+            } else {
+                Failure::from(Error::from(e))
+            }
+        })?;
+        let ran = |e: tokio_postgres::Error| Failure::from(Error::from(e));
+        locked.map_err(ran)?;
+        let rows = rows.map_err(ran)?;
+        committed.map_err(ran)?;
         Ok(rows)
+    }
+}
+
+/// Whether a failed call may be made again on another connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// No: it may have run, or it failed for a reason another connection would not change,
+    /// or no connection could be had (the pool waited as long as it should).
+    No,
+    /// If it is a read: its connection broke after it was sent, and it may have run.
+    IfIdempotent,
+    /// Yes: its connection broke and it provably never ran on the server.
+    Yes,
+}
+
+/// A failed call on a connection, and whether it may be made again.
+#[derive(Debug)]
+pub struct Failure {
+    pub error: Error,
+    pub retry: Retry,
+}
+
+impl Failure {
+    /// No connection could be had.
+    pub fn connecting(error: Error) -> Self {
+        Self {
+            error,
+            retry: Retry::No,
+        }
+    }
+}
+
+/// A failure after the call was sent: it may have run.
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Self {
+            retry: if error.is_disconnect() {
+                Retry::IfIdempotent
+            } else {
+                Retry::No
+            },
+            error,
+        }
+    }
+}
+
+impl From<Failure> for Error {
+    fn from(failure: Failure) -> Self {
+        failure.error
     }
 }
 

@@ -20,7 +20,7 @@ use crate::filter::Filter;
 use crate::guard;
 use crate::input::{contains_nul, reject_nul};
 use crate::keys;
-use crate::pool::{Conn, Pool, PoolLimits};
+use crate::pool::{Conn, Failure, Pool, PoolLimits, Retry, Role};
 use crate::sql::ddl;
 use crate::sql::param::Statement;
 use crate::sql::statements as sql;
@@ -95,6 +95,20 @@ fn snapshot_key(projection_type: &str, filter_hash: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Runs `attempt`, and once more (on a fresh connection) when its failure allows it: when it
+/// provably never ran on the server, or, for a read (`idempotent`), when its connection broke.
+async fn once_more<T, Fut>(idempotent: bool, attempt: impl Fn() -> Fut) -> Result<T>
+where
+    Fut: Future<Output = Result<T, Failure>>,
+{
+    match attempt().await {
+        Err(f) if f.retry == Retry::Yes || (idempotent && f.retry == Retry::IfIdempotent) => {
+            Ok(attempt().await?)
+        }
+        done => Ok(done?),
+    }
 }
 
 /// The events matching a filter, in ascending sequence order, and the highest sequence
@@ -175,10 +189,10 @@ impl EventStore {
         let replica = config
             .replica_dsn
             .as_deref()
-            .map(|dsn| Pool::new(dsn, limits))
+            .map(|dsn| Pool::new(dsn, limits, Role::Replica))
             .transpose()?;
         Ok(Self {
-            pool: Pool::new(&config.dsn, limits)?,
+            pool: Pool::new(&config.dsn, limits, Role::Primary)?,
             replica,
             snapshots: config
                 .snapshot_table
@@ -257,12 +271,12 @@ impl EventStore {
         if let Some(replica) = self
             .replica
             .as_ref()
-            .filter(|_| consistency == Consistency::Eventual)
+            .filter(|r| consistency == Consistency::Eventual && r.is_up())
         {
             match Conn::get(replica).await {
                 Ok(conn) => return Ok((conn, true)),
                 Err(Error::Closed) => return Err(Error::Closed),
-                Err(_) => {}
+                Err(_) => replica.went_down(),
             }
         }
         Ok((self.conn().await?, false))
@@ -353,10 +367,21 @@ impl EventStore {
         snapshot_key(projection_type, filter_hash)?;
         let load = sql::load_snapshot(&self.snapshots, projection_type, filter_hash);
         self.timed(timeout, async {
-            let (conn, _) = self.read_conn(consistency).await?;
-            let prepared = conn.prepare(&load.sql).await?;
-            let row = conn.client()?.query_opt(&prepared, &load.args()).await?;
-            conn.release();
+            let row = once_more(true, || async {
+                let (conn, _) = self
+                    .read_conn(consistency)
+                    .await
+                    .map_err(Failure::connecting)?;
+                let prepared = conn.prepare(&load.sql).await?;
+                let row = conn
+                    .client()?
+                    .query_opt(&prepared, &load.args())
+                    .await
+                    .map_err(Error::from)?;
+                conn.release();
+                Ok(row)
+            })
+            .await?;
             row.map(|r| {
                 Ok(Snapshot {
                     projection_type: projection_type.to_owned(),
@@ -413,9 +438,16 @@ impl EventStore {
         let lock = (consistency == Consistency::Strong)
             .then(|| sql::lock(guard::for_read(&self.table, lookup.as_ref())));
         self.timed(timeout, async {
-            let (conn, from_replica) = self.read_conn(consistency).await?;
-            let rows = conn.transaction(begin, lock.as_ref(), &select).await?;
-            conn.release();
+            let (rows, from_replica) = once_more(true, || async {
+                let (conn, from_replica) = self
+                    .read_conn(consistency)
+                    .await
+                    .map_err(Failure::connecting)?;
+                let rows = conn.transaction(begin, lock.as_ref(), &select).await?;
+                conn.release();
+                Ok((rows, from_replica))
+            })
+            .await?;
             let events = rows.iter().map(recorded).collect::<Result<Vec<_>>>()?;
             let max_sequence_number = events.last().map_or(0, |e| e.sequence_number);
             Ok(QueryResult {
@@ -456,9 +488,13 @@ impl EventStore {
         let lock = sql::lock(guard::for_append(&self.table, lookup.as_ref(), events));
         let begin = begin(false, &insert);
         self.timed(timeout, async {
-            let conn = self.conn().await?;
-            let rows = conn.transaction(begin, Some(&lock), &insert).await?;
-            conn.release();
+            let rows = once_more(false, || async {
+                let conn = self.conn().await.map_err(Failure::connecting)?;
+                let rows = conn.transaction(begin, Some(&lock), &insert).await?;
+                conn.release();
+                Ok(rows)
+            })
+            .await?;
             if rows.is_empty() {
                 return Err(Error::ConcurrencyConflict {
                     expected: expected_max_sequence_number,
