@@ -238,3 +238,26 @@ def test_an_idle_store_carries_on_after_a_restart(server: Server, kind: type) ->
             assert len(store.query(by_key(f"after-{n}")).events) == 1
     finally:
         store.close()
+
+
+def test_a_replica_dsn_may_list_hosts_and_ask_for_a_read_only_one(server: Server) -> None:
+    replica = Server(embedded_bin(), primary=server)
+    try:
+        replica.start()
+        app = f"ro-{uuid.uuid4().hex[:8]}"
+        # The primary first: target_session_attrs=read-only passes over it.
+        replicas = tcp(server, replica, target_session_attrs="read-only", application_name=app)
+        with EventStore(tcp(server), table=TABLE, replica_dsn=replicas) as store:
+            store.create_schema()
+            deadline = time.monotonic() + 10
+            while not store.query(EVERYTHING, consistency="eventual").from_replica:
+                assert time.monotonic() < deadline, "no read-only host served a read"
+                time.sleep(0.05)
+            for s, sessions in [(server, 0), (replica, 1)]:
+                with psycopg.connect(s.local_dsn, autocommit=True) as conn:
+                    found = conn.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (app,)
+                    ).fetchone()
+                    assert found == (sessions,)
+    finally:
+        replica.remove()
