@@ -15,6 +15,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -22,9 +23,11 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import dataset  # noqa: E402
+import psycopg  # noqa: E402
 import report  # noqa: E402
 import stores  # noqa: E402
 from conftest import EVENTS, SCALE  # noqa: E402
+from dynamic_streams.embedded import EmbeddedPostgres  # noqa: E402
 
 
 def machine() -> str:
@@ -39,6 +42,69 @@ def machine() -> str:
     mb = stores.memory_mb()
     memory = "unknown memory" if mb is None else f"{mb / 1024:.0f} GiB"
     return f"{cpu}, {os.cpu_count()} cores, {memory}, {platform.system()} {platform.release()}"
+
+
+def pytest_run(env: dict[str, str], results: Path, *selection: str) -> dict[str, object]:
+    """The side-by-side suite (or the benchmarks `selection` names), as pytest-benchmark's
+    JSON."""
+    subprocess.run(
+        [sys.executable, "-m", "pytest", str(HERE), "-p", "no:cacheprovider", "--timeout=0",
+         "--benchmark-enable", f"--benchmark-json={results}", "--benchmark-columns=median,iqr,ops",
+         *selection],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )  # fmt: skip
+    loaded: dict[str, object] = json.loads(results.read_text())
+    return loaded
+
+
+class Found(str):
+    """The as-found report, with the buffers its queries touched."""
+
+    buffers: dict[str, dict[str, int]]
+
+
+def as_found(shape: dataset.Shape) -> Found:
+    """A user's first benchmark: the embedded server with stock settings, each store written
+    through its own write path and measured right after, no VACUUM, no prewarm; then this
+    library's query once more after VACUUM ANALYZE."""
+    with EmbeddedPostgres() as pg:
+        server = stores.Server(pg.dsn)
+        loads = []
+        for name, load in [("ours", stores.load_ours), ("psycopg", stores.load_seed),
+                           ("eventsourcing", stores.load_eventsourcing)]:  # fmt: skip
+            started = time.monotonic()
+            load(server, EVENTS)
+            loads.append(f"{name} {time.monotonic() - started:.0f} s")
+        print(f"as found: loaded ({', '.join(loads)})", flush=True)
+        buffers = stores.query_buffers(server, shape)
+        env = os.environ | {"DYNAMIC_STREAMS_DSN": server.dsn}
+        results = ROOT / "target" / "bench-results-as-found.json"
+        run = pytest_run(
+            env,
+            results,
+            "-k",
+            "test_query and not scale or test_append_one or test_use_case or test_throughput",
+        )
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE")
+        vacuumed = pytest_run(
+            env, Path(f"{results}.vacuumed"), "-k", "test_query and ours-sync and not scale"
+        )
+        text = report.render(
+            run,
+            {},
+            machine=machine(),
+            postgres=f"{server.description}. Loaded through each store's own write path in "
+            f"batches of {stores.LOAD_BATCH:,} ({', '.join(loads)}), measured right after, "
+            "no VACUUM, no prewarm",
+            events=EVENTS,
+            as_found=vacuumed,
+        )
+    found = Found("**As found**: " + text)
+    found.buffers = buffers
+    return found
 
 
 def main() -> int:
@@ -59,6 +125,7 @@ def main() -> int:
         shape, rows = dataset.generate(EVENTS)
         for _ in rows:
             pass
+        tuned_buffers = stores.query_buffers(server, shape)
         env = os.environ | {
             "DYNAMIC_STREAMS_DSN": server.dsn,
             "DCB_BENCH_DSN": server.dsn,
@@ -129,13 +196,23 @@ def main() -> int:
                 "median"
             ]
             layer.append((engine["engine: query copy + reader"], python))
-        text = report.render(
+        tuned = report.render(
             json.loads(results.read_text()),
             report.criterion_medians(ROOT / "target" / "criterion"),
             layer=layer,
             machine=machine(),
             postgres=server.description,
             events=EVENTS,
+        )
+        server.stop()
+        found = as_found(shape)
+        text = (
+            "**Tuned**: shared buffers a quarter of memory, stores loaded by COPY, vacuumed "
+            "and prewarmed.\n\n"
+            + tuned
+            + "\n"
+            + found
+            + report.buffers_table({"tuned": tuned_buffers, "as found": found.buffers})
         )
         (HERE / "REPORT.md").write_text(text)
         report.update_readme(ROOT / "README.md", text)

@@ -15,9 +15,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
+import re
+import statistics
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from urllib.parse import parse_qs, urlparse
 
 import dataset
 import psycopg
+import psycopg.sql
 from dynamic_streams import (
     DSN_ENV,
     AsyncEventStore,
@@ -101,9 +105,11 @@ class Server:
     """The DSN from the environment, else an embedded server whose data directory in
     ``.data/`` is kept between runs (so primed stores are reused)."""
 
-    def __init__(self) -> None:
+    def __init__(self, dsn: str | None = None) -> None:
+        """`dsn`: a server to use as it is (the as-found configuration)."""
         self.embedded: EmbeddedPostgres | None = None
-        dsn = os.environ.get(DSN_ENV)
+        given = dsn is not None
+        dsn = dsn or os.environ.get(DSN_ENV)
         if not dsn:
             data = DATA_DIR / "bench-pg18"
             DATA_DIR.mkdir(exist_ok=True)
@@ -126,7 +132,13 @@ class Server:
                 conn.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
                 for name in ("shared_buffers", "huge_pages_status")
             )
-        where = "embedded" if self.embedded is not None else "the server at the DSN"
+        where = (
+            "embedded, stock settings"
+            if given
+            else "embedded"
+            if self.embedded is not None
+            else "the server at the DSN"
+        )
         self.description = f"{self.version} ({where}; shared buffers {buffers}, huge pages {huge})"
 
     @staticmethod
@@ -199,6 +211,9 @@ def _primed(
 def _mark(
     conn: psycopg.Connection[Any], name: str, events: int, version: int = dataset.VERSION
 ) -> None:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS bench_primed (name text PRIMARY KEY, events bigint, version int)"
+    )
     conn.execute(
         "INSERT INTO bench_primed VALUES (%s, %s, %s) ON CONFLICT (name) DO UPDATE "
         "SET events = excluded.events, version = excluded.version",
@@ -343,34 +358,137 @@ def prime_eventsourcing(server: Server, events: int) -> str:
     return main
 
 
-def settle(server: Server) -> None:
-    """Tidy tables before a run: earlier runs' appends leave GIN pending lists and
-    unvacuumed pages behind, which would slow the baselines run after run. Then a
-    checkpoint, so that writing out the dirty pages (gigabytes after priming) does not
-    compete with the first measurements for the machine's cores and disk."""
-    with psycopg.connect(server.dsn, autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE")
-        conn.execute("CHECKPOINT")
+# --- as found: a stock server, each store written through its own write path ----------------
+
+LOAD_BATCH = 2000
 
 
-def prewarm(server: Server, size: int) -> None:
-    """Empties shared buffers, then reads the stores of ``size`` events (tables and indexes)
-    into them: every measurement starts from the same state, with no store paying
-    first-touch reads the others were spared, and no earlier store crowding out this one
-    (the 10M store's 5.1 GB fits in a quarter of 24 GiB only alone)."""
+def _batches(rows: Iterable[dataset.Row]) -> Iterator[list[dataset.Row]]:
+    batch: list[dataset.Row] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == LOAD_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def load_ours(server: Server, events: int) -> str:
+    """This library's store, written through `append` in batches (each guarded by a
+    boundary no event matches): what a live system's table looks like, never vacuumed."""
+    schema = f"bench_{events}"
+    table = f"{schema}.events"
     with psycopg.connect(server.dsn, autocommit=True) as conn:
-        try:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_buffercache")
-            conn.execute("SELECT pg_buffercache_evict_all()")
-        except psycopg.Error:
-            # Before PostgreSQL 18, or without the contrib modules: prewarm over what is there.
-            sys.stderr.write("  (cannot empty shared buffers on this server; prewarming anyway)\n")
-        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
-        conn.execute(
-            "SELECT pg_prewarm(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE c.relkind IN ('r', 'i') AND (n.nspname IN (%s, %s) OR c.relname LIKE %s)",
-            (f"bench_{size}", f"seed_{size}", f"es{size}\\_%"),
-        )
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.execute(f"CREATE SCHEMA {schema}")
+        nothing = build_event_filter().matching().any_event_type_of("NoSuchEvent").finalize()
+        started = time.monotonic()
+        with EventStore(server.dsn, table=table, timeout=None) as store:
+            store.create_schema()
+            done = 0
+            for batch in _batches(dataset.generate(events)[1]):
+                store.append(
+                    nothing,
+                    0,
+                    *(Event(r.event_type, r.payload, occurred_at=r.occurred_at) for r in batch),
+                )
+                done += len(batch)
+                progress(table, done, events, started)
+        _mark(conn, table, events, OURS_VERSION)
+    return table
+
+
+def load_seed(server: Server, events: int) -> str:
+    """The seed design's table, written by INSERTs in batches, one transaction each."""
+    schema = f"seed_{events}"
+    table = f"{schema}.events"
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.execute(SEED_DDL.format(schema=schema) + SEED_INDEXES.format(schema=schema))
+        started = time.monotonic()
+        done = 0
+        with conn.cursor() as cur:
+            for batch in _batches(dataset.generate(events)[1]):
+                with conn.transaction():
+                    cur.executemany(
+                        f"INSERT INTO {table} (occurred_at, event_type, payload) VALUES (%s, %s, %s)",
+                        [(r.occurred_at, r.event_type, Jsonb(r.payload)) for r in batch],
+                    )
+                done += len(batch)
+                progress(table, done, events, started)
+        _mark(conn, table, events)
+    return table
+
+
+def load_eventsourcing(server: Server, events: int) -> str:
+    """eventsourcing's DCB tables, written through the recorder's `append` in batches."""
+    from eventsourcing.dcb.api import DCBEvent
+
+    recorder = eventsourcing_recorder(server, events, pool_size=1)
+    main, tags = recorder.events_table_name, recorder.tags_table_name
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {tags}, {main} CASCADE")
+        recorder.create_table()
+        started = time.monotonic()
+        done = 0
+        for batch in _batches(dataset.generate(events)[1]):
+            recorder.append(
+                [
+                    DCBEvent(type=r.event_type, data=r.payload_json().encode(), tags=r.tags())
+                    for r in batch
+                ]
+            )
+            done += len(batch)
+            progress(main, done, events, started)
+        recorder.datastore.close()
+        _mark(conn, main, events)
+    return main
+
+
+SEED_EXPLAIN = (
+    "SELECT sequence_number, occurred_at, event_type, payload, metadata FROM {table} "
+    "WHERE event_type = ANY($1::text[]) AND (payload @> $2::jsonb OR payload @> $3::jsonb) "
+    "ORDER BY sequence_number"
+)
+
+
+def query_buffers(
+    server: Server, shape: dataset.Shape, samples: int = 21
+) -> dict[str, dict[str, int]]:
+    """Median shared buffers of one lending query, for this library and the seed design, over
+    `samples` pairs no benchmark uses."""
+    rng = random.Random(99)
+    picks = [(rng.choice(shape.copies), rng.choice(shape.readers)) for _ in range(samples)]
+    found: dict[str, list[dict[str, int]]] = {"ours": [], "psycopg": []}
+    seed = SEED_EXPLAIN.format(table=f"seed_{shape.events}.events")
+    for book, reader in picks:
+        sql, shown = lending_filter(book, reader).to_sql(f"bench_{shape.events}.events")
+        # The parameters as `to_sql` shows them: the keys (`BigIntArray([...])`), the types,
+        # the predicates (known here: the lending filter's).
+        keys = [int(k) for k in re.findall(r"-?\d+", shown[0])]
+        predicates = [Jsonb({"BookID": book}), Jsonb({"ReaderID": reader})]
+        found["ours"].append(buffers(server, sql, [keys, dataset.ALL_TYPES, predicates]))
+        found["psycopg"].append(buffers(server, seed, [dataset.ALL_TYPES, *predicates]))
+    return {
+        name: {k: int(statistics.median(r[k] for r in runs)) for k in runs[0]}
+        for name, runs in found.items()
+    }
+
+
+def buffers(server: Server, sql: str, params: Sequence[Any]) -> dict[str, int]:
+    """Shared buffers one run of `sql` touched, as EXPLAIN (ANALYZE, BUFFERS) counts them."""
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("PREPARE q AS {}").format(psycopg.sql.SQL(sql)))  # type: ignore[arg-type]
+        with psycopg.ClientCursor(conn) as cur:
+            marks = ", ".join(["%s"] * len(params))
+            cur.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE q({marks})", params)
+            (plan,) = cur.fetchone()  # type: ignore[misc]
+    top = plan[0]["Plan"]
+    return {
+        k: int(top.get(f"Shared {k.title()} Blocks", 0))
+        for k in ("hit", "read", "dirtied", "written")
+    }
 
 
 # --- the implementations ---------------------------------------------------------------------
