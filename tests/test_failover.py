@@ -173,6 +173,15 @@ def test_a_failover_moves_the_same_store_to_the_promoted_replica(server: Server)
         replica.remove()
 
 
+def has_schema(replica: Server) -> None:
+    """Waits until the replica has replayed `create_schema`."""
+    deadline = time.monotonic() + 10
+    with psycopg.connect(replica.local_dsn, autocommit=True) as conn:
+        while conn.execute("SELECT to_regclass(%s)", (TABLE,)).fetchone() == (None,):
+            assert time.monotonic() < deadline, "the replica did not replay the schema"
+            time.sleep(0.02)
+
+
 def eventual_reads(store: EventStore, n: int) -> tuple[float, list[bool]]:
     """Seconds taken by `n` eventual reads, and which the replica served."""
     started = time.monotonic()
@@ -186,6 +195,7 @@ def test_a_stopped_replica_is_fallen_back_from_and_retried_later(server: Server)
         replica.start()
         with EventStore(tcp(server), table=TABLE, replica_dsn=tcp(replica)) as store:
             store.create_schema()
+            has_schema(replica)
             deadline = time.monotonic() + 10
             while not store.query(EVERYTHING, consistency="eventual").from_replica:
                 assert time.monotonic() < deadline, "the replica never served a read"
@@ -249,6 +259,7 @@ def test_a_replica_dsn_may_list_hosts_and_ask_for_a_read_only_one(server: Server
         replicas = tcp(server, replica, target_session_attrs="read-only", application_name=app)
         with EventStore(tcp(server), table=TABLE, replica_dsn=replicas) as store:
             store.create_schema()
+            has_schema(replica)
             deadline = time.monotonic() + 10
             while not store.query(EVERYTHING, consistency="eventual").from_replica:
                 assert time.monotonic() < deadline, "no read-only host served a read"
