@@ -8,7 +8,7 @@ CREATE TABLE IF NOT EXISTS "events" (
     event_type text NOT NULL CHECK (event_type <> ''),
     payload jsonb NOT NULL CHECK (jsonb_typeof(payload) = 'object'),
     metadata jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(metadata) = 'object')
-);
+) WITH (autovacuum_vacuum_insert_threshold = 10000, autovacuum_vacuum_insert_scale_factor = 0);
 
 ALTER SEQUENCE "events_seq" OWNED BY "events".sequence_number;
 
@@ -17,7 +17,7 @@ CREATE TABLE IF NOT EXISTS "events_keys" (
     sequence_number bigint NOT NULL,
     tid tid,
     PRIMARY KEY (key, sequence_number) INCLUDE (tid)
-);
+) WITH (autovacuum_vacuum_insert_threshold = 10000, autovacuum_vacuum_insert_scale_factor = 0);
 
 CREATE INDEX IF NOT EXISTS "events_event_type_idx" ON "events" (event_type, sequence_number);
 CREATE INDEX IF NOT EXISTS "events_occurred_at_idx" ON "events" (occurred_at);

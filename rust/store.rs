@@ -308,6 +308,7 @@ impl EventStore {
                     type_index: row.try_get(3)?,
                     time_index: row.try_get(4)?,
                     snapshots: row.try_get(5)?,
+                    append_only: row.try_get(6)?,
                 })
             };
             let read = || ddl::SchemaState::query(&self.table, &self.snapshots);

@@ -185,6 +185,13 @@ def test_create_schema_migrates_an_earlier_schema_under_load(
                 (f"{table}_keys",),
             ).fetchone()  # type: ignore[misc]
             assert has_tid == 1
+            # Both tables are vacuumed as the append-only tables they are.
+            for name in (table, f"{table}_keys"):
+                (options,) = conn.execute(
+                    "SELECT reloptions FROM pg_class WHERE oid = %s::regclass", (name,)
+                ).fetchone()  # type: ignore[misc]
+                assert "autovacuum_vacuum_insert_scale_factor=0" in options
+                assert "autovacuum_vacuum_insert_threshold=10000" in options
     finally:
         stop.set()
         with EventStore(event_store_dsn, table=table) as s:
