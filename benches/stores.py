@@ -491,6 +491,36 @@ def buffers(server: Server, sql: str, params: Sequence[Any]) -> dict[str, int]:
     }
 
 
+def settle(server: Server) -> None:
+    """Tidy tables before a run: earlier runs' appends leave GIN pending lists and
+    unvacuumed pages behind, which would slow the baselines run after run. Then a
+    checkpoint, so that writing out the dirty pages (gigabytes after priming) does not
+    compete with the first measurements for the machine's cores and disk."""
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+        conn.execute("CHECKPOINT")
+
+
+def prewarm(server: Server, size: int) -> None:
+    """Empties shared buffers, then reads the stores of ``size`` events (tables and indexes)
+    into them: every measurement starts from the same state, with no store paying
+    first-touch reads the others were spared, and no earlier store crowding out this one
+    (the 10M store's 5.1 GB fits in a quarter of 24 GiB only alone)."""
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        try:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_buffercache")
+            conn.execute("SELECT pg_buffercache_evict_all()")
+        except psycopg.Error:
+            # Before PostgreSQL 18, or without the contrib modules: prewarm over what is there.
+            sys.stderr.write("  (cannot empty shared buffers on this server; prewarming anyway)\n")
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+        conn.execute(
+            "SELECT pg_prewarm(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'i') AND (n.nspname IN (%s, %s) OR c.relname LIKE %s)",
+            (f"bench_{size}", f"seed_{size}", f"es{size}\\_%"),
+        )
+
+
 # --- the implementations ---------------------------------------------------------------------
 
 
