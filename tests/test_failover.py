@@ -58,6 +58,17 @@ def server() -> Iterator[Server]:
         s.remove()
 
 
+@pytest.fixture
+def replica(server: Server) -> Iterator[Server]:
+    """A streaming replica of `server`, made by pg_basebackup."""
+    r = Server(embedded_bin(), primary=server)
+    try:
+        r.start()
+        yield r
+    finally:
+        r.remove()
+
+
 def tcp(*servers: Server, **options: str) -> str:
     """A libpq multi-host DSN over TCP."""
     hosts = ",".join(f"127.0.0.1:{s.port}" for s in servers)
@@ -145,41 +156,41 @@ def test_a_restart_fails_only_the_calls_in_flight(server: Server, kind: type) ->
         store.close()
 
 
-def test_a_failover_moves_the_same_store_to_the_promoted_replica(server: Server) -> None:
-    replica = Server(embedded_bin(), primary=server)
-    try:
-        replica.start()
-        dsn = tcp(server, replica, target_session_attrs="read-write")
-        with EventStore(dsn, table=TABLE, pool_size=4) as store:
-            store.create_schema()
-            with Load(store) as load:
-                time.sleep(1.0)
-                server.stop("fast")
-                stopped = time.monotonic()
-                time.sleep(0.5)  # a failover manager deciding
-                replica.promote()
-                key = f"after-{uuid.uuid4().hex}"
-                store.append(by_key(key), 0, Event("Ticked", {"key": key}))
-                recovered = time.monotonic() - stopped
-                time.sleep(1.0)
-            print(f"failover under load: {len(load.failures)} of {load.calls} calls failed, "
-                  f"appends back after {recovered:.2f} s")  # fmt: skip
-            assert recovered < 5.0
-            assert len(load.failures) <= load.threads, load.failures
-            load.assert_nothing_acknowledged_is_lost(tcp(replica))
-        with psycopg.connect(replica.local_dsn, autocommit=True) as conn:
-            assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
-    finally:
-        replica.remove()
+def test_a_failover_moves_the_same_store_to_the_promoted_replica(
+    server: Server, replica: Server
+) -> None:
+    dsn = tcp(server, replica, target_session_attrs="read-write")
+    with EventStore(dsn, table=TABLE, pool_size=4) as store:
+        store.create_schema()
+        with Load(store) as load:
+            time.sleep(1.0)
+            server.stop("fast")
+            stopped = time.monotonic()
+            time.sleep(0.5)  # a failover manager deciding
+            replica.promote()
+            key = f"after-{uuid.uuid4().hex}"
+            store.append(by_key(key), 0, Event("Ticked", {"key": key}))
+            recovered = time.monotonic() - stopped
+            time.sleep(1.0)
+        print(f"failover under load: {len(load.failures)} of {load.calls} calls failed, "
+              f"appends back after {recovered:.2f} s")  # fmt: skip
+        assert recovered < 5.0
+        assert len(load.failures) <= load.threads, load.failures
+        load.assert_nothing_acknowledged_is_lost(tcp(replica))
+    with psycopg.connect(replica.local_dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
 
 
-def has_schema(replica: Server) -> None:
-    """Waits until the replica has replayed `create_schema`."""
+def replica_serves(store: EventStore, replica: Server) -> None:
+    """Waits until `replica` has replayed `create_schema` and serves `store`'s eventual reads."""
     deadline = time.monotonic() + 10
     with psycopg.connect(replica.local_dsn, autocommit=True) as conn:
         while conn.execute("SELECT to_regclass(%s)", (TABLE,)).fetchone() == (None,):
             assert time.monotonic() < deadline, "the replica did not replay the schema"
             time.sleep(0.02)
+    while not store.query(EVERYTHING, consistency="eventual").from_replica:
+        assert time.monotonic() < deadline, "the replica served no eventual read"
+        time.sleep(0.05)
 
 
 def eventual_reads(store: EventStore, n: int) -> tuple[float, list[bool]]:
@@ -189,29 +200,19 @@ def eventual_reads(store: EventStore, n: int) -> tuple[float, list[bool]]:
     return time.monotonic() - started, served
 
 
-def test_a_stopped_replica_is_fallen_back_from_and_retried_later(server: Server) -> None:
-    replica = Server(embedded_bin(), primary=server)
-    try:
+def test_a_stopped_replica_is_fallen_back_from_and_retried_later(
+    server: Server, replica: Server
+) -> None:
+    with EventStore(tcp(server), table=TABLE, replica_dsn=tcp(replica)) as store:
+        store.create_schema()
+        replica_serves(store, replica)
+        replica.stop("fast")
+        # The pooled replica connection is dead: the read goes to the primary, no error.
+        taken, served = eventual_reads(store, 20)
+        assert served == [False] * 20
+        assert taken < 1.0, f"20 reads took {taken:.2f} s: the down replica was retried"
         replica.start()
-        with EventStore(tcp(server), table=TABLE, replica_dsn=tcp(replica)) as store:
-            store.create_schema()
-            has_schema(replica)
-            deadline = time.monotonic() + 10
-            while not store.query(EVERYTHING, consistency="eventual").from_replica:
-                assert time.monotonic() < deadline, "the replica never served a read"
-                time.sleep(0.05)
-            replica.stop("fast")
-            # The pooled replica connection is dead: the read goes to the primary, no error.
-            taken, served = eventual_reads(store, 20)
-            assert served == [False] * 20
-            assert taken < 1.0, f"20 reads took {taken:.2f} s: the down replica was retried"
-            replica.start()
-            deadline = time.monotonic() + 10
-            while not store.query(EVERYTHING, consistency="eventual").from_replica:
-                assert time.monotonic() < deadline, "the replica was not used again"
-                time.sleep(0.1)
-    finally:
-        replica.remove()
+        replica_serves(store, replica)
 
 
 def test_an_unresponsive_replica_costs_one_short_wait(server: Server) -> None:
@@ -250,25 +251,18 @@ def test_an_idle_store_carries_on_after_a_restart(server: Server, kind: type) ->
         store.close()
 
 
-def test_a_replica_dsn_may_list_hosts_and_ask_for_a_read_only_one(server: Server) -> None:
-    replica = Server(embedded_bin(), primary=server)
-    try:
-        replica.start()
-        app = f"ro-{uuid.uuid4().hex[:8]}"
-        # The primary first: target_session_attrs=read-only passes over it.
-        replicas = tcp(server, replica, target_session_attrs="read-only", application_name=app)
-        with EventStore(tcp(server), table=TABLE, replica_dsn=replicas) as store:
-            store.create_schema()
-            has_schema(replica)
-            deadline = time.monotonic() + 10
-            while not store.query(EVERYTHING, consistency="eventual").from_replica:
-                assert time.monotonic() < deadline, "no read-only host served a read"
-                time.sleep(0.05)
-            for s, sessions in [(server, 0), (replica, 1)]:
-                with psycopg.connect(s.local_dsn, autocommit=True) as conn:
-                    found = conn.execute(
-                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (app,)
-                    ).fetchone()
-                    assert found == (sessions,)
-    finally:
-        replica.remove()
+def test_a_replica_dsn_may_list_hosts_and_ask_for_a_read_only_one(
+    server: Server, replica: Server
+) -> None:
+    app = f"ro-{uuid.uuid4().hex[:8]}"
+    # The primary first: target_session_attrs=read-only passes over it.
+    replicas = tcp(server, replica, target_session_attrs="read-only", application_name=app)
+    with EventStore(tcp(server), table=TABLE, replica_dsn=replicas) as store:
+        store.create_schema()
+        replica_serves(store, replica)
+        for s, sessions in [(server, 0), (replica, 1)]:
+            with psycopg.connect(s.local_dsn, autocommit=True) as conn:
+                found = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (app,)
+                ).fetchone()
+                assert found == (sessions,)
