@@ -75,19 +75,10 @@ impl SslMode {
     }
 }
 
-/// How the server's certificate is checked.
-enum Verification {
-    /// Not at all (libpq's allow, prefer and require without a root certificate).
-    None,
-    /// Signed by one of these roots, whatever name it was issued for.
-    Chain(RootCertStore),
-    /// Signed by one of these roots and issued for the host connected to.
-    Full(RootCertStore),
-}
-
 /// How long a pool that has reached its server before waits for it to come back (a
 /// restart, a failover) when a new connection is refused, before the call fails with the
-/// reason; the call's own timeout applies too.
+/// reason; the call's own timeout applies too. A server still down after the window is
+/// taken for down: calls fail at once until a connection opens again.
 pub const RESTART_WINDOW: Duration = Duration::from_secs(10);
 
 /// Opens connections with one DSN's TLS settings.
@@ -130,47 +121,33 @@ impl Connector {
         } else {
             roots(root)?
         };
-        let verification = match (mode, roots) {
-            (SslMode::VerifyFull, Some(roots)) => Verification::Full(roots),
-            (SslMode::VerifyCa | SslMode::VerifyFull, None) => {
-                return Err(Error::invalid(format!(
-                    "invalid DSN: sslmode={} needs the root certificates to check the server \
-                     against: give sslrootcert=FILE (or create {}), use sslrootcert=system for \
-                     the platform's trusted roots, or choose a weaker sslmode",
-                    if mode == SslMode::VerifyCa {
-                        "verify-ca"
-                    } else {
-                        "verify-full"
-                    },
-                    default_file("root.crt").map_or_else(
-                        || "~/.postgresql/root.crt".into(),
-                        |p| p.display().to_string()
-                    )
-                )))
-            }
-            // libpq: with a root certificate at hand, every mode that uses TLS checks the chain.
-            (_, Some(roots)) => Verification::Chain(roots),
-            (_, None) => Verification::None,
-        };
         let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::invalid(format!("cannot set up TLS: {e}")))?;
-        let builder = match verification {
-            Verification::Full(roots) => builder.with_root_certificates(roots),
-            Verification::Chain(roots) => {
-                builder
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(Checks {
-                        roots: Some(roots),
-                        provider,
-                    }))
+        let builder = match (mode, roots) {
+            (SslMode::VerifyFull, Some(roots)) => builder.with_root_certificates(roots),
+            (SslMode::VerifyCa | SslMode::VerifyFull, None) => {
+                let strict = if mode == SslMode::VerifyCa {
+                    "verify-ca"
+                } else {
+                    "verify-full"
+                };
+                let default = default_file("root.crt").map_or_else(
+                    || "~/.postgresql/root.crt".into(),
+                    |p| p.display().to_string(),
+                );
+                return Err(Error::invalid(format!(
+                    "invalid DSN: sslmode={strict} needs the root certificates to check the \
+                     server against: give sslrootcert=FILE (or create {default}), use \
+                     sslrootcert=system for the platform's trusted roots, or choose a weaker \
+                     sslmode"
+                )));
             }
-            Verification::None => builder
+            // libpq: with a root certificate at hand, every mode that uses TLS checks the
+            // chain (verify-ca always has one); without, the certificate is not checked.
+            (_, roots) => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Checks {
-                    roots: None,
-                    provider,
-                })),
+                .with_custom_certificate_verifier(Arc::new(Checks { roots, provider })),
         };
         let tls_config = match client_identity(dsn)? {
             Some((chain, key)) => builder
@@ -209,9 +186,14 @@ impl Connector {
                 Err(e)
                     if self.waits_for_restarts
                         && self.reached.load(Ordering::Relaxed)
-                        && unavailable(&e)
-                        && started.elapsed() + pause < RESTART_WINDOW =>
+                        && unavailable(&e) =>
                 {
+                    if started.elapsed() + pause >= RESTART_WINDOW {
+                        // Down for longer than a restart: later calls fail at once, until
+                        // a connection opens again, instead of each waiting out the window.
+                        self.reached.store(false, Ordering::Relaxed);
+                        return Err(e);
+                    }
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(250));
                 }

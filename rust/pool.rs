@@ -1,5 +1,7 @@
-//! Connections: a lazily filled pool per DSN, a connection that is discarded (its statement
-//! cancelled) unless its call finished, and one transaction sent as one pipeline.
+//! Connections: a lazily filled pool per DSN (the primary's, or a replica's with its
+//! back-off), a connection that is discarded (its statement cancelled) unless its call
+//! finished, and one transaction sent as one pipeline, with whether a failed one may be sent
+//! again.
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, QueueMode, RecyclingMethod};
 use std::sync::Mutex;

@@ -276,7 +276,9 @@ impl EventStore {
             match Conn::get(replica).await {
                 Ok(conn) => return Ok((conn, true)),
                 Err(Error::Closed) => return Err(Error::Closed),
-                Err(_) => replica.went_down(),
+                // Unreachable (or hung): left alone for a while. Saturated: just not now.
+                Err(e) if e.is_disconnect() => replica.went_down(),
+                Err(_) => {}
             }
         }
         Ok((self.conn().await?, false))

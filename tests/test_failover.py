@@ -266,3 +266,20 @@ def test_a_replica_dsn_may_list_hosts_and_ask_for_a_read_only_one(
                     "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (app,)
                 ).fetchone()
                 assert found == (sessions,)
+
+
+def test_a_server_down_for_good_fails_one_call_late_and_the_next_at_once(server: Server) -> None:
+    with EventStore(tcp(server), table=TABLE, timeout=30) as store:
+        store.create_schema()
+        server.stop("fast")
+        started = time.monotonic()
+        with pytest.raises(DatabaseError):
+            store.query(EVERYTHING)
+        waited = time.monotonic() - started
+        assert 5 < waited < 15, f"the first call waited {waited:.1f} s for a restart"
+        started = time.monotonic()
+        with pytest.raises(DatabaseError, match="refused"):
+            store.query(EVERYTHING)
+        assert time.monotonic() - started < 1.0
+        server.start()
+        assert store.query(EVERYTHING).events == []
