@@ -34,7 +34,7 @@ use tokio_postgres::{Client, Config};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::dsn::Split;
-use crate::error::{Error, Result};
+use crate::error::{causes, Error, Result};
 
 /// libpq's `sslmode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -260,34 +260,23 @@ fn unavailable(err: &tokio_postgres::Error) -> bool {
     if let Some(code) = err.code() {
         return matches!(code.code(), "57P01" | "57P02" | "57P03");
     }
-    let mut cause = std::error::Error::source(err);
-    while let Some(c) = cause {
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            return matches!(
-                io.kind(),
-                ErrorKind::ConnectionRefused
-                    | ErrorKind::NotFound
-                    | ErrorKind::ConnectionReset
-                    | ErrorKind::ConnectionAborted
-                    | ErrorKind::UnexpectedEof
-                    | ErrorKind::PermissionDenied
-            );
-        }
-        cause = c.source();
+    match causes(err).find_map(|c| c.downcast_ref::<std::io::Error>()) {
+        Some(io) => matches!(
+            io.kind(),
+            ErrorKind::ConnectionRefused
+                | ErrorKind::NotFound
+                | ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::UnexpectedEof
+                | ErrorKind::PermissionDenied
+        ),
+        None => err.is_closed(),
     }
-    err.is_closed()
 }
 
 /// The TLS handshake itself failed.
 fn tls_failed(err: &tokio_postgres::Error) -> bool {
-    let mut cause = std::error::Error::source(err);
-    while let Some(c) = cause {
-        if c.downcast_ref::<rustls::Error>().is_some() {
-            return true;
-        }
-        cause = c.source();
-    }
-    false
+    causes(err).any(<dyn std::error::Error>::is::<rustls::Error>)
 }
 
 fn default_file(name: &str) -> Option<PathBuf> {

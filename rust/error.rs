@@ -102,6 +102,13 @@ impl Error {
     }
 }
 
+/// What `err` says it was caused by, nearest first.
+pub(crate) fn causes<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(err.source(), |c| c.source())
+}
+
 impl From<tokio_postgres::Error> for Error {
     fn from(err: tokio_postgres::Error) -> Self {
         if let Some(db) = err.as_db_error() {
@@ -116,14 +123,12 @@ impl From<tokio_postgres::Error> for Error {
         // (refused, timed out, name not resolved, ...) follow, so the message says why.
         let mut message = err.to_string();
         let mut os_error = None;
-        let mut cause = std::error::Error::source(&err);
-        while let Some(c) = cause {
+        for c in causes(&err) {
             message.push_str(": ");
             message.push_str(&c.to_string());
             if let Some(io) = c.downcast_ref::<std::io::Error>() {
                 os_error = os_error.or(io.raw_os_error());
             }
-            cause = c.source();
         }
         Self::Connection { message, os_error }
     }
