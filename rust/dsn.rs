@@ -24,6 +24,22 @@ impl Split {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     }
+
+    /// The rest of the DSN, parsed by tokio-postgres.
+    pub fn config(&self) -> Result<tokio_postgres::Config> {
+        self.rest.parse().map_err(|e: tokio_postgres::Error| {
+            // The parser's messages may quote the DSN, and with it a password: only those
+            // that name an option (never its value) are passed on.
+            std::error::Error::source(&e)
+                .map(ToString::to_string)
+                .filter(|m| {
+                    m.starts_with("unknown option") || m.starts_with("invalid value for option")
+                })
+                .map_or_else(invalid, |reason| {
+                    Error::invalid(format!("invalid DSN: {reason}"))
+                })
+        })
+    }
 }
 
 fn invalid() -> Error {

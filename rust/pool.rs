@@ -85,22 +85,7 @@ pub struct Pool {
 impl Pool {
     pub fn new(dsn: &str, limits: PoolLimits, role: Role) -> Result<Self> {
         let split = dsn::split(dsn)?;
-        let mut pg: tokio_postgres::Config =
-            split.rest.parse().map_err(|e: tokio_postgres::Error| {
-                // The parser's messages may quote the DSN, and with it a password: only those
-                // that name an option (never its value) are passed on.
-                let named = std::error::Error::source(&e)
-                    .map(ToString::to_string)
-                    .filter(|m| {
-                        m.starts_with("unknown option") || m.starts_with("invalid value for option")
-                    });
-                Error::invalid(match named {
-                    Some(reason) => format!("invalid DSN: {reason}"),
-                    None => "invalid DSN: expected postgresql://user:password@host:port/dbname or \
-                             key=value pairs"
-                        .to_owned(),
-                })
-            })?;
+        let mut pg = split.config()?;
         if pg.get_application_name().is_none() {
             pg.application_name("dynamic-streams");
         }
