@@ -36,13 +36,12 @@ fn benches(c: &mut Criterion) {
     c.bench_function("compile guarded insert", |b| {
         b.iter(|| {
             let lookup = keys::lookup(&table, black_box(&filter));
-            black_box(statements::guarded_insert(
-                &table,
-                &filter,
-                lookup.as_ref(),
-                0,
-                events,
-            ))
+            let guard = statements::Guard {
+                filter: &filter,
+                lookup: lookup.as_ref(),
+                expected: 0,
+            };
+            black_box(statements::insert(&table, Some(&guard), events))
         });
     });
     c.bench_function("lock keys for append", |b| {

@@ -30,7 +30,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::task::JoinHandle;
 use tokio_postgres::config::{Host, SslMode as DriverMode};
-use tokio_postgres::{Client, Config};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, Config, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::dsn::Split;
@@ -80,6 +81,10 @@ impl SslMode {
 /// reason; the call's own timeout applies too. A server still down after the window is
 /// taken for down: calls fail at once until a connection opens again.
 pub const RESTART_WINDOW: Duration = Duration::from_secs(10);
+
+/// An open connection's I/O, to be polled for the client to make progress.
+pub type Connection =
+    tokio_postgres::Connection<Socket, <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream>;
 
 /// Opens connections with one DSN's TLS settings.
 pub struct Connector {
@@ -171,10 +176,10 @@ impl Connector {
 
     /// A connection, waiting for a server that was reached before to accept connections
     /// again (back-off from 20 to 250 ms between attempts).
-    async fn open(
+    pub async fn open(
         &self,
         config: &Config,
-    ) -> Result<(Client, JoinHandle<()>), tokio_postgres::Error> {
+    ) -> Result<(Client, Connection), tokio_postgres::Error> {
         let started = Instant::now();
         let mut pause = Duration::from_millis(20);
         loop {
@@ -206,8 +211,8 @@ impl Connector {
     async fn negotiated(
         &self,
         config: &Config,
-    ) -> Result<(Client, JoinHandle<()>), tokio_postgres::Error> {
-        let first = self.spawned(config).await;
+    ) -> Result<(Client, Connection), tokio_postgres::Error> {
+        let first = config.connect(self.tls.clone()).await;
         let retry = match (&first, self.mode) {
             // allow: TLS only when the server refused the plain connection.
             (Err(e), SslMode::Allow) if rejected(e) => Some(DriverMode::Require),
@@ -219,30 +224,28 @@ impl Connector {
             Some(mode) => {
                 let mut config = config.clone();
                 config.ssl_mode(mode);
-                self.spawned(&config).await
+                config.connect(self.tls.clone()).await
             }
             None => first,
         }
     }
-
-    /// A client, and the task that reads its connection's messages (the pool ends the task
-    /// when it drops the client). A connection that breaks is seen by the client's next call.
-    async fn spawned(
-        &self,
-        config: &Config,
-    ) -> Result<(Client, JoinHandle<()>), tokio_postgres::Error> {
-        let (client, connection) = config.connect(self.tls.clone()).await?;
-        Ok((client, tokio::spawn(async { drop(connection.await) })))
-    }
 }
 
-impl Connect for Connector {
+/// The pool's connections: a client, and the task that reads its connection's messages (the
+/// pool ends the task when it drops the client). A connection that breaks is seen by the
+/// client's next call.
+pub struct Pooled(pub Arc<Connector>);
+
+impl Connect for Pooled {
     fn connect(
         &self,
         config: &Config,
     ) -> BoxFuture<'_, Result<(Client, JoinHandle<()>), tokio_postgres::Error>> {
         let config = config.clone();
-        Box::pin(async move { self.open(&config).await })
+        Box::pin(async move {
+            let (client, connection) = self.0.open(&config).await?;
+            Ok((client, tokio::spawn(async { drop(connection.await) })))
+        })
     }
 }
 

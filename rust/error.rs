@@ -88,6 +88,14 @@ impl Error {
         Self::InvalidInput(message.into())
     }
 
+    /// The server's SQLSTATE, for errors the server reported.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            Self::Database { sqlstate, .. } => Some(sqlstate),
+            _ => None,
+        }
+    }
+
     /// The connection broke, or the server was ending sessions (shutting down, crashed) or
     /// not yet accepting them: the same call on another connection may succeed.
     pub fn is_disconnect(&self) -> bool {

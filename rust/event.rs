@@ -1,6 +1,7 @@
 //! Events as they are stored and as they are read back.
 
 use serde_json::{Map, Value};
+use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::input::{json_object, reject_nul};
@@ -13,6 +14,7 @@ pub struct StorableEvent {
     payload: Map<String, Value>,
     metadata: Map<String, Value>,
     occurred_at: i64,
+    id: Option<Uuid>,
 }
 
 impl StorableEvent {
@@ -39,7 +41,22 @@ impl StorableEvent {
             payload,
             metadata,
             occurred_at: time::check("occurred_at", occurred_at.unwrap_or_else(time::now))?,
+            id: None,
         })
+    }
+
+    /// The event with an id (a UUID in its text form): appending it again, once it is
+    /// stored, stores nothing and returns the stored sequence number.
+    pub fn with_id(mut self, id: &str) -> Result<Self> {
+        self.id = Some(
+            Uuid::parse_str(id)
+                .map_err(|_| Error::invalid(format!("the event id {id:?} is not a UUID")))?,
+        );
+        Ok(self)
+    }
+
+    pub fn id(&self) -> Option<Uuid> {
+        self.id
     }
 
     pub fn event_type(&self) -> &str {
@@ -69,6 +86,7 @@ pub struct RecordedEvent {
     pub event_type: String,
     pub payload: Map<String, Value>,
     pub metadata: Map<String, Value>,
+    pub id: Option<Uuid>,
 }
 
 #[cfg(test)]
@@ -82,6 +100,10 @@ mod tests {
         assert_eq!(e.payload()["a"], 1);
         assert_eq!(e.metadata()["m"], "x");
         assert_eq!(e.occurred_at(), 5);
+        assert_eq!(e.id(), None);
+        let id = "67e55044-10b1-426f-9247-bb680e5fe0c8";
+        assert_eq!(e.clone().with_id(id).unwrap().id().unwrap().to_string(), id);
+        assert!(e.with_id("67e55044").is_err());
         assert!(StorableEvent::new("T", "{}", None, None)
             .unwrap()
             .metadata()

@@ -130,19 +130,25 @@ pub fn for_append(table: &TableName, lookup: Option<&Lookup>, events: &[Storable
     wanted.into_locks(table)
 }
 
+/// Locks for an append without a condition: shared on its events' keys. Every writer holds
+/// the match-all key (shared) until it commits, which is how [`crate::store::EventStore::head`]
+/// finds the writers in flight.
+pub fn for_writer(table: &TableName, events: &[StorableEvent]) -> LockSet {
+    let mut wanted = Wanted::default();
+    for e in events {
+        wanted.add_event(table, e);
+    }
+    wanted.into_locks(table)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::filter::{Bound, Filter, PredicateGroup, PredicateValue};
     use crate::keys::tests::{event, event_and_predicate_filters, filter, pred, table};
 
-    /// The locks of a writer of `events`, as an append adds them for its events.
     fn writer(events: &[StorableEvent]) -> LockSet {
-        let mut wanted = Wanted::default();
-        for e in events {
-            wanted.add_event(&table(), e);
-        }
-        wanted.into_locks(&table())
+        for_writer(&table(), events)
     }
 
     /// Whether two lock sets conflict: a key both hold, one of them exclusively.
@@ -167,6 +173,20 @@ mod tests {
         ]);
         for f in filters {
             assert!(shares_a_key(&f, &e), "{f:?}");
+        }
+    }
+
+    #[test]
+    fn every_writer_holds_the_match_all_key() {
+        // How the head finds the writers in flight, escalated or not.
+        let all = keys::all_key(&table());
+        for events in [many_events(1, "BookID"), many_events(5_000, "BookID")] {
+            let (keys, modes) = writer(&events).into_arrays();
+            let i = keys.iter().position(|k| *k == all).unwrap();
+            assert!(
+                !modes[i],
+                "shared, so that writers never wait for each other"
+            );
         }
     }
 

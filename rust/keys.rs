@@ -143,6 +143,14 @@ pub(crate) fn coarse_key(table: &TableName, fine: i64) -> i64 {
     key(table, &[b"coarse", &bucket.to_le_bytes()])
 }
 
+/// The notification channel on which `table`'s appends wake its subscribers: an identifier
+/// of 32 characters, whatever the table's name.
+pub fn channel(table: &TableName) -> String {
+    #[allow(clippy::cast_sign_loss)]
+    let k = key(table, &[b"channel"]) as u64;
+    format!("dynamic_streams_{k:016x}")
+}
+
 /// The key that serialises schema creation on `table`.
 pub fn schema_key(table: &TableName) -> i64 {
     key(table, &[b"ddl"])

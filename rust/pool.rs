@@ -4,13 +4,13 @@
 //! again.
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, QueueMode, RecyclingMethod};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::runtime::RuntimeFlavor;
-use tokio_postgres::{CancelToken, Row};
+use tokio_postgres::{CancelToken, Client, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::connect::Connector;
+use crate::connect::{Connection, Connector, Pooled};
 use crate::dsn;
 use crate::error::{Error, Result};
 use crate::sql::param::Statement;
@@ -80,6 +80,30 @@ pub struct Pool {
     tls: MakeRustlsConnect,
     /// A replica's back-off; the primary has none.
     backoff: Option<Mutex<Backoff>>,
+    /// What the pool opens its connections with, for connections of their own.
+    dialer: Dialer,
+}
+
+/// Opens connections outside the pool, for sessions of their own (a subscriber's `LISTEN`),
+/// with the pool's settings.
+#[derive(Clone)]
+pub struct Dialer {
+    config: tokio_postgres::Config,
+    connector: Arc<Connector>,
+}
+
+impl std::fmt::Debug for Dialer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the configuration: it may hold a password.
+        f.debug_struct("Dialer").finish_non_exhaustive()
+    }
+}
+
+impl Dialer {
+    /// A connection, whose I/O the caller polls.
+    pub async fn open(&self) -> Result<(Client, Connection)> {
+        Ok(self.connector.open(&self.config).await?)
+    }
 }
 
 impl Pool {
@@ -104,12 +128,12 @@ impl Pool {
         if let (Some(t), None) = (connect_timeout, pg.get_connect_timeout()) {
             pg.connect_timeout(t);
         }
-        let connector = Connector::new(&split, &mut pg, role == Role::Primary)?;
+        let connector = Arc::new(Connector::new(&split, &mut pg, role == Role::Primary)?);
         let tls = connector.tls();
         let server = server(&pg);
         let manager = Manager::from_connect(
-            pg,
-            connector,
+            pg.clone(),
+            Pooled(Arc::clone(&connector)),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -137,6 +161,10 @@ impl Pool {
             server,
             tls,
             backoff,
+            dialer: Dialer {
+                config: pg,
+                connector,
+            },
         })
     }
 
@@ -172,6 +200,10 @@ impl Pool {
     }
 
     /// Closes the pool: open connections are dropped, later calls fail with [`Error::Closed`].
+    pub fn dialer(&self) -> Dialer {
+        self.dialer.clone()
+    }
+
     pub fn close(&self) {
         self.inner.close();
     }
@@ -243,14 +275,16 @@ impl Conn {
         drop(self.obj.take());
     }
 
-    /// Runs `statement` in one transaction begun by `begin_sql`, after `lock` when given, as one
-    /// pipeline: `BEGIN; [LOCK;] statement; COMMIT` are sent together and answered in order.
+    /// Runs `statements` in one transaction begun by `begin_sql`, as one pipeline: `BEGIN;
+    /// statements; COMMIT; [after_commit]` are sent together and answered in order. Returns
+    /// each statement's rows. `after_commit` runs on its own once the transaction committed,
+    /// and its failure is ignored.
     pub async fn transaction(
         &self,
         begin_sql: &str,
-        lock: Option<&Statement>,
-        statement: &Statement,
-    ) -> Result<Vec<Row>, Failure> {
+        statements: &[&Statement],
+        after_commit: Option<&Statement>,
+    ) -> Result<Vec<Vec<Row>>, Failure> {
         // Until the pipeline is sent, nothing of the transaction can have run.
         let never_ran = |error: Error| Failure {
             retry: if error.is_disconnect() {
@@ -261,27 +295,24 @@ impl Conn {
             error,
         };
         let client = self.client().map_err(never_ran)?;
-        let stmt = self.prepare(&statement.sql).await.map_err(never_ran)?;
-        let lock = match lock {
-            Some(lock) => Some((
-                self.prepare(&lock.sql).await.map_err(never_ran)?,
-                lock.args(),
-            )),
+        let mut prepared = Vec::with_capacity(statements.len());
+        for s in statements {
+            prepared.push((self.prepare(&s.sql).await.map_err(never_ran)?, s.args()));
+        }
+        let then = match after_commit {
+            Some(s) => Some((self.prepare(&s.sql).await.map_err(never_ran)?, s.args())),
             None => None,
         };
-        let args = statement.args();
-        let (began, locked, rows, committed) = tokio::join!(
+        // Polled in order, so sent in order: one pipeline.
+        let (began, rows, committed, ()) = tokio::join!(
             client.batch_execute(begin_sql),
+            futures_util::future::join_all(prepared.iter().map(|(s, a)| client.query(s, a))),
+            client.batch_execute("COMMIT"),
             async {
-                match &lock {
-                    Some((lock_stmt, lock_args)) => {
-                        client.execute(lock_stmt, lock_args).await.map(drop)
-                    }
-                    None => Ok(()),
+                if let Some((s, a)) = &then {
+                    drop(client.query(s, a).await);
                 }
             },
-            client.query(&stmt, &args),
-            client.batch_execute("COMMIT"),
         );
         // The server answers in order: when its answer to BEGIN is an error (a session it was
         // ending), it ran nothing after it. A connection that just closed proves nothing: the
@@ -294,8 +325,10 @@ impl Conn {
             }
         })?;
         let ran = |e: tokio_postgres::Error| Failure::from(Error::from(e));
-        locked.map_err(ran)?;
-        let rows = rows.map_err(ran)?;
+        let rows = rows
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ran)?;
         committed.map_err(ran)?;
         Ok(rows)
     }

@@ -20,7 +20,7 @@ use crate::filter::Filter;
 use crate::guard;
 use crate::input::{contains_nul, reject_nul};
 use crate::keys;
-use crate::pool::{Conn, Failure, Pool, PoolLimits, Retry, Role};
+use crate::pool::{Conn, Dialer, Failure, Pool, PoolLimits, Retry, Role};
 use crate::sql::ddl;
 use crate::sql::param::Statement;
 use crate::sql::statements as sql;
@@ -170,6 +170,7 @@ fn recorded(row: &Row) -> Result<RecordedEvent> {
         event_type: row.try_get(2)?,
         payload: row.try_get::<_, Json<Map<String, Value>>>(3)?.0,
         metadata: row.try_get::<_, Json<Map<String, Value>>>(4)?.0,
+        id: row.try_get(5)?,
     })
 }
 
@@ -260,6 +261,11 @@ impl EventStore {
         }
     }
 
+    /// Opens connections of their own to the primary.
+    pub(crate) fn dialer(&self) -> Dialer {
+        self.pool.dialer()
+    }
+
     async fn conn(&self) -> Result<Conn> {
         Conn::get(&self.pool).await
     }
@@ -311,6 +317,8 @@ impl EventStore {
                     time_index: row.try_get(4)?,
                     snapshots: row.try_get(5)?,
                     append_only: row.try_get(6)?,
+                    event_ids: row.try_get(7)?,
+                    checkpoints: row.try_get(8)?,
                 })
             };
             let read = || ddl::SchemaState::query(&self.table, &self.snapshots);
@@ -446,9 +454,10 @@ impl EventStore {
                     .read_conn(consistency)
                     .await
                     .map_err(Failure::connecting)?;
-                let rows = conn.transaction(begin, lock.as_ref(), &select).await?;
+                let statements: Vec<&Statement> = lock.iter().chain([&select]).collect();
+                let mut rows = conn.transaction(begin, &statements, None).await?;
                 conn.release();
-                Ok((rows, from_replica))
+                Ok((rows.pop().unwrap_or_default(), from_replica))
             })
             .await?;
             let events = rows.iter().map(recorded).collect::<Result<Vec<_>>>()?;
@@ -471,43 +480,411 @@ impl EventStore {
         events: &[StorableEvent],
         timeout: Timeout,
     ) -> Result<Vec<i64>> {
-        if events.is_empty() {
-            return Err(Error::invalid("append needs at least one event"));
-        }
         if expected_max_sequence_number < 0 {
             return Err(Error::invalid(
                 "expected_max_sequence_number must not be negative",
             ));
         }
         let lookup = keys::lookup(&self.table, filter);
-        let insert = sql::guarded_insert(
-            &self.table,
+        let guard = sql::Guard {
             filter,
-            lookup.as_ref(),
-            expected_max_sequence_number,
-            events,
-        )
-        .within_limits()?;
-        let lock = sql::lock(guard::for_append(&self.table, lookup.as_ref(), events));
+            lookup: lookup.as_ref(),
+            expected: expected_max_sequence_number,
+        };
+        self.insert(Some(&guard), events, timeout).await
+    }
+
+    /// Appends `events` (all or none) whatever is stored: for events no decision guards
+    /// (imports, integration events). Returns the assigned sequence numbers in order.
+    pub async fn append_unconditionally(
+        &self,
+        events: &[StorableEvent],
+        timeout: Timeout,
+    ) -> Result<Vec<i64>> {
+        self.insert(None, events, timeout).await
+    }
+
+    async fn insert(
+        &self,
+        guard: Option<&sql::Guard<'_>>,
+        events: &[StorableEvent],
+        timeout: Timeout,
+    ) -> Result<Vec<i64>> {
+        if events.is_empty() {
+            return Err(Error::invalid("append needs at least one event"));
+        }
+        let insert = sql::insert(&self.table, guard, events).within_limits()?;
+        // Without a guard the events' keys are still locked, in shared mode: a strong read or
+        // a guarded append whose filter they match must not run while they are in flight.
+        let lock = sql::lock(match guard {
+            Some(g) => guard::for_append(&self.table, g.lookup, events),
+            None => guard::for_writer(&self.table, events),
+        });
         let begin = begin(false, &insert);
+        let notify = sql::notify(&self.table);
+        // Events with ids: which are stored already, read in the same transaction.
+        let stored = events
+            .iter()
+            .any(|e| e.id().is_some())
+            .then(|| sql::stored_ids(&self.table, events));
+        let statements: Vec<&Statement> = [Some(&lock), stored.as_ref(), Some(&insert)]
+            .into_iter()
+            .flatten()
+            .collect();
+        let conflict = || Error::ConcurrencyConflict {
+            expected: guard.map_or(0, |g| g.expected),
+        };
         self.timed(timeout, async {
-            let rows = once_more(false, || async {
+            let outcome = once_more(false, || async {
                 let conn = self.conn().await.map_err(Failure::connecting)?;
-                let rows = conn.transaction(begin, Some(&lock), &insert).await?;
+                let rows = conn.transaction(begin, &statements, Some(&notify)).await?;
                 conn.release();
                 Ok(rows)
             })
-            .await?;
-            if rows.is_empty() {
-                return Err(Error::ConcurrencyConflict {
-                    expected: expected_max_sequence_number,
-                });
+            .await;
+            let Some(stored) = &stored else {
+                let inserted = outcome?.pop().unwrap_or_default();
+                if inserted.is_empty() {
+                    return Err(conflict());
+                }
+                return numbers(&inserted);
+            };
+            let mut rows = match outcome {
+                Ok(rows) => rows,
+                // Another append stored one of the ids first, and committed while this one
+                // waited to insert it: look again.
+                Err(e) if e.sqlstate() == Some("23505") => vec![vec![]; 3],
+                Err(e) => return Err(e),
+            };
+            let (inserted, mut found) = (
+                rows.pop().unwrap_or_default(),
+                rows.pop().unwrap_or_default(),
+            );
+            if inserted.is_empty() && found.is_empty() {
+                // Nothing stored: the guard failed, or another append stored one of the ids
+                // and committed between this one's look-up and its insert. A new look-up
+                // tells.
+                found = self.read_rows(stored).await?;
+                if found.is_empty() {
+                    return Err(conflict());
+                }
             }
-            Ok(rows
-                .iter()
-                .map(|r| r.try_get(0))
-                .collect::<Result<Vec<i64>, _>>()?)
+            if found.is_empty() {
+                numbers(&inserted)
+            } else {
+                already_stored(&found, events.len())
+            }
         })
         .await
+    }
+
+    /// The rows of one read-only statement.
+    async fn read_rows(&self, statement: &Statement) -> Result<Vec<Row>> {
+        once_more(true, || async {
+            let conn = self.conn().await.map_err(Failure::connecting)?;
+            let mut rows = conn.transaction(READ_ONLY, &[statement], None).await?;
+            conn.release();
+            Ok(rows.pop().unwrap_or_default())
+        })
+        .await
+    }
+
+    /// The head: the highest sequence number such that every event at or below it is
+    /// committed and visible (0 when the store is empty). Writers are never blocked: the
+    /// last number handed out is read, then every writer that held a lock at that moment
+    /// (and so may hold a lower number, not yet committed) is waited for.
+    pub async fn head(&self, timeout: Timeout) -> Result<i64> {
+        self.timed(timeout, async {
+            once_more(true, || async {
+                let conn = self.conn().await.map_err(Failure::connecting)?;
+                let head = self.head_on(&conn).await?;
+                conn.release();
+                Ok(head)
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn head_on(&self, conn: &Conn) -> Result<i64, Failure> {
+        let (mark, below) = (
+            sql::head_mark(&self.table),
+            sql::head_below_mark(&self.table),
+        );
+        // One round trip when no writer is in flight: the second statement's snapshot is
+        // taken after the first statement found none.
+        let rows = conn.transaction(READ_ONLY, &[&mark, &below], None).await?;
+        let (first, second) = (&rows[0][0], &rows[1][0]);
+        let mark: i64 = first.try_get(0).map_err(Error::from)?;
+        let writers: Vec<String> = first.try_get(1).map_err(Error::from)?;
+        if writers.is_empty() {
+            return Ok(second.try_get(0).map_err(Error::from)?);
+        }
+        let running = sql::writers_still_running(&self.table, writers);
+        let mut pause = Duration::from_micros(200);
+        loop {
+            let rows = conn.transaction(READ_ONLY, &[&running], None).await?;
+            if rows[0][0].try_get::<_, i64>(0).map_err(Error::from)? == 0 {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(5));
+        }
+        let below = sql::head_below(&self.table, mark);
+        let rows = conn.transaction(READ_ONLY, &[&below], None).await?;
+        Ok(rows[0][0].try_get(0).map_err(Error::from)?)
+    }
+
+    /// The next events of `reader` (none when it is done). Reads take no locks: they stop at
+    /// the head found when the read began, below which every event is committed.
+    pub async fn read(&self, reader: &mut Reader, timeout: Timeout) -> Result<Vec<RecordedEvent>> {
+        self.timed(timeout, async {
+            loop {
+                if reader.done() {
+                    return Ok(Vec::new());
+                }
+                let Some((lower, upper)) = reader.range else {
+                    let head = self.head(Timeout::Unlimited).await?;
+                    reader.begin_at(head);
+                    continue;
+                };
+                let limit = reader.page_limit();
+                let page = sql::page(
+                    &self.table,
+                    &reader.filter,
+                    reader.lookup.as_ref(),
+                    (lower, upper),
+                    limit,
+                    reader.backwards,
+                )
+                .within_limits()?;
+                let begin = begin(true, &page);
+                let rows = once_more(true, || async {
+                    let conn = self.conn().await.map_err(Failure::connecting)?;
+                    let mut rows = conn.transaction(begin, &[&page], None).await?;
+                    conn.release();
+                    Ok(rows.pop().unwrap_or_default())
+                })
+                .await?;
+                let reached: Option<i64> = match rows.first() {
+                    Some(row) => row.try_get(6)?,
+                    None => None,
+                };
+                let mut events = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    if row.try_get::<_, Option<i64>>(0)?.is_some() {
+                        events.push(recorded(row)?);
+                    }
+                }
+                reader.advance(&events, reached, limit);
+                if !events.is_empty() {
+                    return Ok(events);
+                }
+            }
+        })
+        .await
+    }
+}
+
+fn numbers(rows: &[Row]) -> Result<Vec<i64>> {
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<Vec<i64>, _>>()?)
+}
+
+/// The answer to an append whose events were stored before (by ids): their sequence
+/// numbers, if `found` (rows of [`sql::stored_ids`]) holds every one of the `count` events,
+/// as it was stored.
+fn already_stored(found: &[Row], count: usize) -> Result<Vec<i64>> {
+    let integrity = |message: String| Error::Database {
+        sqlstate: "23505".to_owned(),
+        message,
+        detail: None,
+    };
+    if found.len() != count {
+        return Err(integrity(format!(
+            "{} of the {count} events are stored already (by their ids), the others are not: \
+             an append is stored whole or not at all, so this is not a retry of one",
+            found.len()
+        )));
+    }
+    let mut numbers = Vec::with_capacity(count);
+    for row in found {
+        let (position, number, same): (i64, i64, bool) =
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        if !same {
+            return Err(integrity(format!(
+                "the id of event {position} of this append is stored already, with a \
+                 different type or payload"
+            )));
+        }
+        numbers.push(number);
+    }
+    Ok(numbers)
+}
+
+const READ_ONLY: &str = "BEGIN ISOLATION LEVEL READ COMMITTED, READ ONLY";
+
+/// Most events one page of a read or a subscription holds.
+pub const MAX_BATCH: usize = 100_000;
+
+/// A read in progress: what it reads, in which direction, and how far it got. Each
+/// [`EventStore::read`] returns its next page.
+#[derive(Debug)]
+pub struct Reader {
+    filter: Filter,
+    lookup: Option<keys::Lookup>,
+    after: i64,
+    /// The sequence numbers still to read, `(lower, upper]`; `None` before the first page.
+    range: Option<(i64, i64)>,
+    remaining: Option<u64>,
+    backwards: bool,
+    batch: i64,
+}
+
+impl Reader {
+    /// A read of the events matching `filter` with sequence numbers above `after`, at most
+    /// `limit` of them, ascending (or descending, from the head, when `backwards`), in pages
+    /// of `batch_size`.
+    pub fn new(
+        table: &TableName,
+        filter: Filter,
+        after: i64,
+        limit: Option<u64>,
+        backwards: bool,
+        batch_size: usize,
+    ) -> Result<Self> {
+        if after < 0 {
+            return Err(Error::invalid("after must not be negative"));
+        }
+        if limit == Some(0) {
+            return Err(Error::invalid("limit must be positive"));
+        }
+        if !(1..=MAX_BATCH).contains(&batch_size) {
+            return Err(Error::invalid(format!(
+                "batch_size must be between 1 and {MAX_BATCH}"
+            )));
+        }
+        Ok(Self {
+            lookup: keys::lookup(table, &filter),
+            filter,
+            after,
+            range: None,
+            remaining: limit,
+            backwards,
+            batch: i64::try_from(batch_size).unwrap_or(i64::MAX),
+        })
+    }
+
+    /// Starts the read at `head`, below which every event is committed.
+    fn begin_at(&mut self, head: i64) {
+        self.range = Some((self.after, head.max(self.after)));
+    }
+
+    /// Reads on (forwards) up to `head`, below which every event is committed.
+    pub(crate) fn extend_to(&mut self, head: i64) {
+        let lower = self.position();
+        self.range = Some((lower, head.max(lower)));
+    }
+
+    /// Forwards: the sequence number up to which every matching event was returned.
+    pub(crate) fn position(&self) -> i64 {
+        self.range.map_or(self.after, |(lower, _)| lower)
+    }
+
+    fn done(&self) -> bool {
+        self.remaining == Some(0) || self.range.is_some_and(|(lower, upper)| lower >= upper)
+    }
+
+    fn page_limit(&self) -> i64 {
+        self.remaining.map_or(self.batch, |r| {
+            self.batch.min(i64::try_from(r).unwrap_or(i64::MAX))
+        })
+    }
+
+    /// Past a page of `events`, asked for with `limit`, whose scan `reached` a sequence
+    /// number (`None`: the end of its range, unless the page filled up).
+    fn advance(&mut self, events: &[RecordedEvent], reached: Option<i64>, limit: i64) {
+        let Some((lower, upper)) = self.range else {
+            return;
+        };
+        let full = i64::try_from(events.len()).unwrap_or(i64::MAX) >= limit;
+        let reached = reached.or_else(|| {
+            full.then(|| events.last().map(|e| e.sequence_number))
+                .flatten()
+        });
+        self.range = Some(match (reached, self.backwards) {
+            (Some(at), false) => (at, upper),
+            (Some(at), true) => (lower, at - 1),
+            // The whole range was read.
+            (None, false) => (upper, upper),
+            (None, true) => (lower, lower),
+        });
+        if let Some(r) = &mut self.remaining {
+            *r = r.saturating_sub(events.len() as u64);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(backwards: bool, limit: Option<u64>) -> Reader {
+        let table = TableName::parse("events").unwrap();
+        let filter = Filter::any_event(crate::filter::Bound::None).unwrap();
+        let mut r = Reader::new(&table, filter, 10, limit, backwards, 3).unwrap();
+        r.begin_at(20);
+        r
+    }
+
+    fn events(numbers: &[i64]) -> Vec<RecordedEvent> {
+        numbers
+            .iter()
+            .map(|n| RecordedEvent {
+                sequence_number: *n,
+                occurred_at: 0,
+                event_type: "T".into(),
+                payload: Map::new(),
+                metadata: Map::new(),
+                id: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_read_moves_past_what_its_pages_scanned() {
+        let mut r = reader(false, None);
+        assert_eq!((r.range, r.page_limit()), (Some((10, 20)), 3));
+        // Candidates up to 15 scanned, one of them a match.
+        r.advance(&events(&[12]), Some(15), 3);
+        assert_eq!(r.range, Some((15, 20)));
+        // A full page tells where it stopped by itself.
+        r.advance(&events(&[16, 17, 18]), None, 3);
+        assert_eq!(r.range, Some((18, 20)));
+        r.advance(&events(&[19]), None, 3);
+        assert!(r.done());
+        assert_eq!(r.position(), 20);
+        r.extend_to(25);
+        assert_eq!(r.range, Some((20, 25)));
+
+        let mut r = reader(true, Some(4));
+        r.advance(&events(&[20, 19, 17]), None, 3);
+        assert_eq!((r.range, r.page_limit()), (Some((10, 16)), 1));
+        r.advance(&events(&[]), Some(14), 1);
+        assert_eq!(r.range, Some((10, 13)));
+        r.advance(&events(&[12]), None, 1);
+        assert!(r.done());
+    }
+
+    #[test]
+    fn bad_reads_are_refused() {
+        let table = TableName::parse("events").unwrap();
+        let any = || Filter::any_event(crate::filter::Bound::None).unwrap();
+        assert!(Reader::new(&table, any(), -1, None, false, 10).is_err());
+        assert!(Reader::new(&table, any(), 0, Some(0), false, 10).is_err());
+        assert!(Reader::new(&table, any(), 0, None, false, 0).is_err());
+        assert!(Reader::new(&table, any(), 0, None, false, MAX_BATCH + 1).is_err());
     }
 }

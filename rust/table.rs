@@ -78,6 +78,11 @@ impl TableName {
         }
     }
 
+    /// The projections' checkpoints: `<table>_checkpoints` in the same schema.
+    pub fn checkpoints_quoted(&self) -> String {
+        self.companion("_checkpoints")
+    }
+
     /// The sequence that numbers the events.
     pub fn sequence_quoted(&self) -> String {
         self.companion("_seq")

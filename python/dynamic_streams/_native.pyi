@@ -15,8 +15,10 @@ __all__ = [
     "Filter",
     "FilterItem",
     "Match",
+    "Reader",
     "StorableEvent",
     "StoreDefault",
+    "Subscription",
     "__version__",
     "index_keys",
 ]
@@ -73,11 +75,14 @@ class StorableEvent:
         payload: str,
         metadata: str | None = None,
         occurred_at: datetime | None = None,
+        id: str | None = None,
     ) -> StorableEvent: ...
     @property
     def event_type(self) -> str: ...
     @property
     def occurred_at(self) -> datetime: ...
+    @property
+    def id(self) -> str | None: ...
 
 @final
 class EventStore:
@@ -109,6 +114,16 @@ class EventStore:
         events: list[StorableEvent],
         timeout: _Timeout = ...,
     ) -> Any: ...
+    def append_unconditionally(
+        self, events: list[StorableEvent], timeout: _Timeout = ...
+    ) -> Any: ...
+    def head(self, timeout: _Timeout = ...) -> Any: ...
+    def read(
+        self, filter: Filter, after: int, limit: int | None, backwards: bool, batch_size: int
+    ) -> Reader: ...
+    def subscribe(
+        self, filter: Filter, after: int, batch_size: int, poll_interval: float
+    ) -> Subscription: ...
     def save_snapshot(
         self,
         projection_type: str,
@@ -127,5 +142,16 @@ class EventStore:
     def delete_snapshot(
         self, projection_type: str, filter_hash: str, timeout: _Timeout = ...
     ) -> Any: ...
+
+@final
+class Reader:
+    def next(self, timeout: _Timeout) -> Any: ...
+
+@final
+class Subscription:
+    def next(self, wait: float | None = None) -> Any: ...
+    def close(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
 
 def index_keys(table: str, payload_json: str) -> list[int]: ...

@@ -189,9 +189,9 @@ class observe:
             self._span_cm.__exit__(None, None, None)
             metric_attributes = {"dcb.operation": operation, "dcb.table": table}
             _instruments.duration.record(elapsed, metric_attributes)
-            if failure is None and operation == "query":
+            if failure is None and operation in ("query", "read"):
                 _instruments.queried.add(self.events, metric_attributes)
-            if failure is None and operation == "append":
+            if failure is None and operation in ("append", "append_unconditionally"):
                 _instruments.appended.add(self.events, metric_attributes)
             if conflict:
                 _instruments.conflicts.add(1, metric_attributes)

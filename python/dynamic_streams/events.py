@@ -6,6 +6,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
+from uuid import UUID
 
 from dynamic_streams import _native
 from dynamic_streams._json import encode
@@ -32,12 +33,25 @@ def _json_text(what: str, value: JsonObject | str | bytes) -> str:
     return encode(what, value)
 
 
+def _id(value: UUID | str | None) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, UUID):
+        return str(value)
+    raise InvalidInputError(f"the event id must be a UUID or its text, got {type(value).__name__}")
+
+
 class Event:
     """An event to append, validated when it is built, before any I/O.
 
     ``payload`` and ``metadata`` are JSON objects: a mapping, or JSON text (``str`` or
     ``bytes``). ``occurred_at`` must be timezone-aware; it defaults to now. It is stored
     with microsecond precision.
+
+    ``id`` (a :class:`uuid.UUID` or its text) makes appends of the event idempotent: once an
+    event with this id is stored, appending it again stores nothing and returns the stored
+    sequence number (an append retried after a timeout whose commit landed). The same id
+    with another type or payload is an :class:`IntegrityError`.
     """
 
     __slots__ = ("_native",)
@@ -49,6 +63,7 @@ class Event:
         *,
         metadata: JsonObject | str | bytes | None = None,
         occurred_at: datetime | None = None,
+        id: UUID | str | None = None,
     ) -> None:
         if not isinstance(event_type, str):
             raise InvalidInputError(
@@ -59,6 +74,7 @@ class Event:
             _json_text("the payload", payload),
             None if metadata is None else _json_text("the metadata", metadata),
             occurred_at,
+            _id(id),
         )
 
     @property
@@ -70,6 +86,12 @@ class Event:
     def occurred_at(self) -> datetime:
         """When the event occurred, in UTC."""
         return self._native.occurred_at
+
+    @property
+    def id(self) -> UUID | None:
+        """The event's id, if it has one."""
+        text = self._native.id
+        return None if text is None else UUID(text)
 
     def __repr__(self) -> str:
         return f"Event({self.event_type!r}, occurred_at={self.occurred_at.isoformat()})"
@@ -84,6 +106,8 @@ class RecordedEvent(NamedTuple):
     event_type: str
     payload: dict[str, Any]
     metadata: dict[str, Any]
+    id: UUID | None = None
+    """The id it was appended with, if any."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ same logging and telemetry.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -22,9 +22,10 @@ from dynamic_streams._json import check_bigint, encode
 from dynamic_streams._native import STORE_DEFAULT, StoreDefault
 from dynamic_streams._observe import observe
 from dynamic_streams.consistency import Consistency, wants_eventual
-from dynamic_streams.errors import InvalidInputError
-from dynamic_streams.events import Event, QueryResult
-from dynamic_streams.filter import EventFilter
+from dynamic_streams.errors import InterfaceError, InvalidInputError
+from dynamic_streams.events import Event, QueryResult, RecordedEvent
+from dynamic_streams.filter import EventFilter, build_event_filter
+from dynamic_streams.reading import AsyncSubscription, Subscription
 from dynamic_streams.snapshots import Snapshot, check_key
 
 __all__ = [
@@ -62,6 +63,30 @@ def _check_filter(filter: EventFilter) -> _native.Filter:
     return filter._native
 
 
+_EVERY_EVENT = build_event_filter().matching_any_event().finalize()
+
+DEFAULT_BATCH_SIZE = 1000
+"""Events per page of a read or a subscription."""
+
+
+def _count(what: str, value: object, *, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int")
+    if value < least:
+        raise InvalidInputError(f"{what} must be at least {least}")
+    check_bigint(what, value)
+    return value
+
+
+def _check_events(events: tuple[Event, ...]) -> list[_native.StorableEvent]:
+    if not events:
+        raise InvalidInputError("append needs at least one event")
+    for e in events:
+        if not isinstance(e, Event):
+            raise TypeError(f"expected Event instances, got {type(e).__name__}")
+    return [e._native for e in events]
+
+
 class _Call(Generic[T]):
     """One operation, checked and ready: ``start`` makes the native call (which returns the
     result, or an awaitable of it on an asyncio store); ``operation``, ``sql`` and
@@ -86,6 +111,8 @@ def _record(out: observe, result: object) -> None:
     if isinstance(result, QueryResult):
         out.events = len(result.events)
         out.from_replica = result.from_replica
+    elif isinstance(result, list) and out.operation == "read":
+        out.events = len(result)
 
 
 class _StoreBase:
@@ -164,18 +191,58 @@ class _StoreBase:
         if isinstance(expected, bool) or not isinstance(expected, int):
             raise TypeError("expected_max_sequence_number must be an int")
         check_bigint("expected_max_sequence_number", expected)
-        if not events:
-            raise InvalidInputError("append needs at least one event")
-        for e in events:
-            if not isinstance(e, Event):
-                raise TypeError(f"expected Event instances, got {type(e).__name__}")
-        native_events = [e._native for e in events]
+        native_events = _check_events(events)
         return _Call(
             "append",
             lambda: self._native.append(native_filter, expected, native_events, timeout),
             lambda: native_filter.append_sql(self._table),
             len(events),
         )
+
+    def _append_unconditionally(
+        self, events: tuple[Event, ...], timeout: Timeout
+    ) -> _Call[list[int]]:
+        native_events = _check_events(events)
+        return _Call(
+            "append_unconditionally",
+            lambda: self._native.append_unconditionally(native_events, timeout),
+            events=len(events),
+        )
+
+    def _head(self, timeout: Timeout) -> _Call[int]:
+        return _Call("head", lambda: self._native.head(timeout))
+
+    def _reader(
+        self,
+        filter: EventFilter | None,
+        after: int,
+        limit: int | None,
+        backwards: bool,
+        batch_size: int,
+    ) -> _native.Reader:
+        native = _check_filter(_EVERY_EVENT if filter is None else filter)
+        _count("after", after, least=0)
+        if limit is not None:
+            _count("limit", limit, least=1)
+        _count("batch_size", batch_size, least=1)
+        self._check_open()
+        return self._native.read(native, after, limit, bool(backwards), batch_size)
+
+    def _page(self, reader: _native.Reader, timeout: Timeout) -> _Call[list[RecordedEvent]]:
+        return _Call("read", lambda: reader.next(timeout))
+
+    def _subscription(
+        self, filter: EventFilter | None, after: int, batch_size: int, poll_interval: float
+    ) -> _native.Subscription:
+        native = _check_filter(_EVERY_EVENT if filter is None else filter)
+        _count("after", after, least=0)
+        _count("batch_size", batch_size, least=1)
+        self._check_open()
+        return self._native.subscribe(native, after, batch_size, poll_interval)
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise InterfaceError("the store is closed")
 
     def _save_snapshot(
         self,
@@ -274,6 +341,56 @@ class EventStore(_StoreBase):
         """
         return self._run(self._append(filter, expected_max_sequence_number, events, timeout))
 
+    def append_unconditionally(self, *events: Event, timeout: Timeout = STORE_DEFAULT) -> list[int]:
+        """Store ``events``, all or none, whatever is stored: for events no decision guards
+        (imports, integration events). Returns their sequence numbers."""
+        return self._run(self._append_unconditionally(events, timeout))
+
+    def head(self, *, timeout: Timeout = STORE_DEFAULT) -> int:
+        """The highest sequence number at or below which every event is committed and
+        visible (0 for an empty store). It waits for appends in flight, never blocks them."""
+        return self._run(self._head(timeout))
+
+    def read(
+        self,
+        filter: EventFilter | None = None,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        backwards: bool = False,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        timeout: Timeout = STORE_DEFAULT,
+    ) -> Iterator[RecordedEvent]:
+        """The events matching ``filter`` (every event when None) with sequence numbers above
+        ``after``, in ascending order (descending from the head when ``backwards``), at most
+        ``limit`` of them, fetched ``batch_size`` at a time.
+
+        For catching up and for read models: memory stays at one page, no connection is held
+        between pages (so breaking out early is free), and no lock is taken. It reads up to
+        the head as of its start. Decisions use :meth:`query`, whose result the guard of
+        :meth:`append` relies on. ``timeout`` applies to each page.
+        """
+        reader = self._reader(filter, after, limit, backwards, batch_size)
+
+        def pages() -> Iterator[RecordedEvent]:
+            while page := self._run(self._page(reader, timeout)):
+                yield from page
+
+        return pages()
+
+    def subscribe(
+        self,
+        filter: EventFilter | None = None,
+        *,
+        after: int = 0,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        poll_interval: float = 1.0,
+    ) -> Subscription:
+        """Every event matching ``filter`` (every event when None) with a sequence number
+        above ``after``, in order, exactly once: the backlog, then live, until closed. See
+        :mod:`dynamic_streams.reading`."""
+        return Subscription(self._subscription(filter, after, batch_size, poll_interval), after)
+
     def save_snapshot(
         self,
         projection_type: str,
@@ -366,6 +483,50 @@ class AsyncEventStore(_StoreBase):
         Raises :class:`ConcurrencyConflictError` (nothing stored) when one was.
         """
         return await self._run(self._append(filter, expected_max_sequence_number, events, timeout))
+
+    async def append_unconditionally(
+        self, *events: Event, timeout: Timeout = STORE_DEFAULT
+    ) -> list[int]:
+        """Store ``events`` whatever is stored; see :meth:`EventStore.append_unconditionally`."""
+        return await self._run(self._append_unconditionally(events, timeout))
+
+    async def head(self, *, timeout: Timeout = STORE_DEFAULT) -> int:
+        """The complete prefix's last sequence number; see :meth:`EventStore.head`."""
+        return await self._run(self._head(timeout))
+
+    def read(
+        self,
+        filter: EventFilter | None = None,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        backwards: bool = False,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        timeout: Timeout = STORE_DEFAULT,
+    ) -> AsyncIterator[RecordedEvent]:
+        """An async iterator of the events matching ``filter``; see :meth:`EventStore.read`."""
+        reader = self._reader(filter, after, limit, backwards, batch_size)
+
+        async def pages() -> AsyncIterator[RecordedEvent]:
+            while page := await self._run(self._page(reader, timeout)):
+                for event in page:
+                    yield event
+
+        return pages()
+
+    def subscribe(
+        self,
+        filter: EventFilter | None = None,
+        *,
+        after: int = 0,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        poll_interval: float = 1.0,
+    ) -> AsyncSubscription:
+        """Every event matching ``filter`` above ``after``, backlog then live; see
+        :meth:`EventStore.subscribe`."""
+        return AsyncSubscription(
+            self._subscription(filter, after, batch_size, poll_interval), after
+        )
 
     async def save_snapshot(
         self,

@@ -140,12 +140,13 @@ fn facade_class<'py>(
 }
 
 /// The fields of `RecordedEvent`, in the order [`event`] fills them.
-const RECORDED_EVENT_FIELDS: [&str; 5] = [
+const RECORDED_EVENT_FIELDS: [&str; 6] = [
     "sequence_number",
     "occurred_at",
     "event_type",
     "payload",
     "metadata",
+    "id",
 ];
 
 /// The facade's `RecordedEvent`, looked up once and checked to be what [`event`] can fill: a
@@ -189,6 +190,10 @@ fn event<'py>(
         e.event_type.as_str().into_pyobject(py)?.into_any(),
         object(py, &e.payload)?.into_any(),
         object(py, &e.metadata)?.into_any(),
+        match e.id {
+            Some(id) => uuid(py, id)?,
+            None => py.None().into_bound(py),
+        },
     ];
     // SAFETY: `class` is a tuple subclass with the tuple's layout (checked when it was looked
     // up), so its allocator returns a tuple of `items.len()` empty slots, which each take
@@ -226,6 +231,32 @@ impl<'py> IntoPyObject<'py> for Rows {
         fields.set_item("from_replica", self.0.from_replica)?;
         facade_class(py, &CLASS, "dynamic_streams.events", "QueryResult")?.call((), Some(&fields))
     }
+}
+
+/// Events as a list of the facade's `RecordedEvent`.
+pub struct Events(pub Vec<RecordedEvent>);
+
+impl<'py> IntoPyObject<'py> for Events {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
+        let class = recorded_event_class(py)?;
+        let events = PyList::empty(py);
+        for e in &self.0 {
+            events.append(event(py, class, e)?)?;
+        }
+        Ok(events.into_any())
+    }
+}
+
+/// An event id as a `uuid.UUID`.
+fn uuid(py: Python<'_>, id: uuid::Uuid) -> PyResult<Bound<'_, PyAny>> {
+    static UUID: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    let fields = PyDict::new(py);
+    fields.set_item("bytes", pyo3::types::PyBytes::new(py, id.as_bytes()))?;
+    facade_class(py, &UUID, "uuid", "UUID")?.call((), Some(&fields))
 }
 
 /// A snapshot as the facade's `Snapshot`, or None.

@@ -18,18 +18,28 @@ impl PyStorableEvent {
     /// Validates an event: ``payload`` and ``metadata`` are JSON object texts, ``occurred_at``
     /// an aware datetime (now when None).
     #[new]
-    #[pyo3(signature = (event_type, payload, metadata=None, occurred_at=None))]
+    #[pyo3(signature = (event_type, payload, metadata=None, occurred_at=None, id=None))]
     fn new(
         py: Python<'_>,
         event_type: String,
         payload: &str,
         metadata: Option<&str>,
         occurred_at: Option<&Bound<'_, PyAny>>,
+        id: Option<&str>,
     ) -> PyResult<Self> {
         let occurred_at = occurred_at.map(|t| micros("occurred_at", t)).transpose()?;
-        StorableEvent::new(event_type, payload, metadata, occurred_at)
-            .or_raise(py)
-            .map(|inner| Self { inner })
+        let event = StorableEvent::new(event_type, payload, metadata, occurred_at).or_raise(py)?;
+        let inner = match id {
+            Some(id) => event.with_id(id).or_raise(py)?,
+            None => event,
+        };
+        Ok(Self { inner })
+    }
+
+    /// The event's id (a UUID's text), if it has one.
+    #[getter]
+    fn id(&self) -> Option<String> {
+        self.inner.id().map(|id| id.to_string())
     }
 
     #[getter]

@@ -205,7 +205,12 @@ impl PyFilter {
     fn append_sql(&self, py: Python<'_>, table: &str) -> PyResult<String> {
         let table = TableName::parse(table).or_raise(py)?;
         let lookup = keys::lookup(&table, &self.inner);
-        Ok(statements::guarded_insert(&table, &self.inner, lookup.as_ref(), 0, &[]).sql)
+        let guard = statements::Guard {
+            filter: &self.inner,
+            lookup: lookup.as_ref(),
+            expected: 0,
+        };
+        Ok(statements::insert(&table, Some(&guard), &[]).sql)
     }
 
     fn __eq__(&self, other: &Self) -> bool {

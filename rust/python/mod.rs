@@ -1,7 +1,7 @@
 //! The Python bindings: thin wrappers over the engine. Ergonomics live in the Python facade
 //! (`python/dynamic_streams`); here arguments are converted ([`convert`]), calls meet their
 //! runtime ([`runtime`]), and engine errors become the facade's exceptions ([`errors`]).
-//! The classes: [`filter`], [`event`], [`store`].
+//! The classes: [`filter`], [`event`], [`store`], [`reading`].
 
 // PyO3 extracts arguments as owned values; borrowing them is not an option here.
 #![allow(clippy::needless_pass_by_value)]
@@ -10,6 +10,7 @@ mod convert;
 mod errors;
 mod event;
 mod filter;
+mod reading;
 mod runtime;
 mod store;
 
@@ -36,6 +37,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<filter::PyFilter>()?;
     m.add_class::<event::PyStorableEvent>()?;
     m.add_class::<store::PyEventStore>()?;
+    m.add_class::<reading::PyReader>()?;
+    m.add_class::<reading::PySubscription>()?;
     m.add_class::<store::PyStoreDefault>()?;
     m.add("STORE_DEFAULT", store::PyStoreDefault)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

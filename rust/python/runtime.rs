@@ -67,6 +67,13 @@ impl Calls {
     }
 }
 
+/// Runs `fut` in the background on the process's multi-thread runtime, which runs all the
+/// time (a subscription's listener must read notifications whatever its consumer does).
+pub fn spawn_background(fut: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    shared()?.spawn(fut);
+    Ok(())
+}
+
 enum Outcome<T> {
     Done(crate::Result<T>),
     Interrupted(PyErr),

@@ -13,8 +13,10 @@ use super::convert::{Rows, SnapshotRow};
 use super::errors::{interface_error, invalid, OrRaise};
 use super::event::PyStorableEvent;
 use super::filter::PyFilter;
-use super::runtime::Calls;
-use crate::store::{Consistency, EventStore, StoreConfig, Timeout};
+use super::reading::{PyReader, PySubscription};
+use super::runtime::{spawn_background, Calls};
+use crate::store::{Consistency, EventStore, Reader, StoreConfig, Timeout};
+use crate::subscription::Subscription;
 use crate::table::TableName;
 
 /// The argument that stands for the store's default timeout.
@@ -47,7 +49,7 @@ fn seconds(what: &str, value: &Bound<'_, PyAny>) -> PyResult<Duration> {
 }
 
 /// A call's `timeout` argument: `STORE_DEFAULT`, None (no limit) or seconds.
-pub struct CallTimeout(Timeout);
+pub struct CallTimeout(pub Timeout);
 
 impl<'a, 'py> FromPyObject<'a, 'py> for CallTimeout {
     type Error = PyErr;
@@ -230,6 +232,74 @@ impl PyEventStore {
                 .append(&filter, expected_max_sequence_number, &events, timeout.0)
                 .await
         })
+    }
+
+    #[pyo3(signature = (events, timeout=STORE_DEFAULT))]
+    fn append_unconditionally<'py>(
+        &self,
+        py: Python<'py>,
+        events: Vec<PyRef<'py, PyStorableEvent>>,
+        timeout: CallTimeout,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let store = self.store(py)?;
+        let events: Vec<_> = events.iter().map(|e| e.inner.clone()).collect();
+        self.calls.run(py, async move {
+            store.append_unconditionally(&events, timeout.0).await
+        })
+    }
+
+    #[pyo3(signature = (timeout=STORE_DEFAULT))]
+    fn head<'py>(&self, py: Python<'py>, timeout: CallTimeout) -> PyResult<Bound<'py, PyAny>> {
+        let store = self.store(py)?;
+        self.calls
+            .run(py, async move { store.head(timeout.0).await })
+    }
+
+    /// A read (no I/O until its first page).
+    #[pyo3(signature = (filter, after, limit, backwards, batch_size))]
+    fn read(
+        &self,
+        py: Python<'_>,
+        filter: &PyFilter,
+        after: i64,
+        limit: Option<u64>,
+        backwards: bool,
+        batch_size: usize,
+    ) -> PyResult<PyReader> {
+        let store = self.store(py)?;
+        let reader = Reader::new(
+            store.table(),
+            (*filter.inner).clone(),
+            after,
+            limit,
+            backwards,
+            batch_size,
+        )
+        .or_raise(py)?;
+        Ok(PyReader::new(store, reader, self.calls))
+    }
+
+    /// A subscription, its listener started in the background.
+    #[pyo3(signature = (filter, after, batch_size, poll_interval))]
+    fn subscribe(
+        &self,
+        py: Python<'_>,
+        filter: &PyFilter,
+        after: i64,
+        batch_size: usize,
+        poll_interval: f64,
+    ) -> PyResult<PySubscription> {
+        let store = self.store(py)?;
+        if store.is_closed() {
+            return Err(interface_error(py, "the store is closed"));
+        }
+        let poll = seconds("poll_interval", &PyFloat::new(py, poll_interval))?;
+        let (subscription, listener) =
+            Subscription::new(&store, (*filter.inner).clone(), after, batch_size, poll)
+                .or_raise(py)?;
+        spawn_background(listener.run())
+            .map_err(|e| interface_error(py, &format!("cannot start the runtime: {e}")))?;
+        Ok(PySubscription::new(store, subscription, self.calls))
     }
 
     /// ``data`` is JSON text (anything JSON).

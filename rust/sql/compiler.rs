@@ -11,7 +11,7 @@ use crate::sql::param::{SqlParam, Statement};
 use crate::table::TableName;
 
 /// The columns of an event, in the order every read returns them.
-pub const COLUMNS: &str = "sequence_number, occurred_at, event_type, payload, metadata";
+pub const COLUMNS: &str = "sequence_number, occurred_at, event_type, payload, metadata, id";
 
 /// A filter compiled to a boolean SQL condition and its parameters.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,6 +19,35 @@ pub struct Condition {
     /// Empty when the filter matches every event.
     pub sql: String,
     pub params: Vec<SqlParam>,
+}
+
+/// The bind parameters (`$n`) of one page of a read: sequence numbers in `(lower, upper]`,
+/// at most `limit` of them, in `order` (`ASC` or `DESC`).
+pub(crate) struct PageSql {
+    pub lower: String,
+    pub upper: String,
+    pub limit: String,
+    pub order: &'static str,
+}
+
+/// The candidates' events: `(ctes, from)` for a statement reading the events whose sequence
+/// numbers `candidates` (a query of `sequence_number, tid`) yields. Arrays, not joins: the
+/// row addresses become one TID scan, and the rest one sorted, deduplicated walk of the
+/// primary key.
+fn fetched(table: &TableName, candidates: &str) -> (String, String) {
+    let t = table.quoted();
+    let ctes = format!(
+        "candidate AS MATERIALIZED ({candidates}), \
+         hit AS MATERIALIZED (SELECT {COLUMNS} FROM {t} \
+             WHERE ctid = ANY(ARRAY(SELECT tid FROM candidate)) \
+             AND sequence_number IN (SELECT sequence_number FROM candidate))"
+    );
+    let from = format!(
+        "(SELECT {COLUMNS} FROM hit UNION ALL SELECT {COLUMNS} FROM {t} \
+         WHERE sequence_number = ANY(ARRAY(\
+             SELECT sequence_number FROM candidate EXCEPT SELECT sequence_number FROM hit))) AS e"
+    );
+    (ctes, from)
 }
 
 /// Builds SQL text and its parameters together: every value becomes the next `$n`.
@@ -76,20 +105,53 @@ impl Compiler {
                 " UNION ALL SELECT sequence_number, NULL::tid FROM {t} WHERE event_type = ANY({types}::text[]){after}"
             );
         }
-        // Arrays, not joins: the row addresses become one TID scan, and the rest one sorted,
-        // deduplicated walk of the primary key.
-        let ctes = format!(
-            "candidate AS MATERIALIZED ({candidates}), \
-             hit AS MATERIALIZED (SELECT {COLUMNS} FROM {t} \
-                 WHERE ctid = ANY(ARRAY(SELECT tid FROM candidate)) \
-                 AND sequence_number IN (SELECT sequence_number FROM candidate))"
+        fetched(table, &candidates)
+    }
+
+    /// Like [`Self::source`] for one page of a read: the first `page.limit` candidates in
+    /// `page.range`, in the page's order (the key index and the event-type index each walked
+    /// in order, per key, so a page costs its own size however many candidates the range
+    /// holds). Only for lookups that use the key index.
+    pub(crate) fn page_source(
+        &mut self,
+        table: &TableName,
+        lookup: &Lookup,
+        page: &PageSql,
+    ) -> (String, String) {
+        let t = table.quoted();
+        let PageSql {
+            lower,
+            upper,
+            limit,
+            order,
+        } = page;
+        let range = format!("sequence_number > {lower} AND sequence_number <= {upper}");
+        let keys = self.bind(SqlParam::BigIntArray(lookup.keys.clone()));
+        let mut parts = vec![format!(
+            "SELECT c.sequence_number, c.tid FROM unnest({keys}::bigint[]) AS q(key) \
+             CROSS JOIN LATERAL (SELECT sequence_number, tid FROM {} \
+                 WHERE key = q.key AND {range} ORDER BY sequence_number {order} LIMIT {limit}) AS c",
+            table.keys_quoted()
+        )];
+        if !lookup.types.is_empty() {
+            let types = self.bind(SqlParam::TextArray(lookup.types.clone()));
+            parts.push(format!(
+                "SELECT c.sequence_number, NULL::tid FROM unnest({types}::text[]) AS q(event_type) \
+                 CROSS JOIN LATERAL (SELECT sequence_number FROM {t} \
+                     WHERE event_type = q.event_type AND {range} \
+                     ORDER BY sequence_number {order} LIMIT {limit}) AS c"
+            ));
+        }
+        let candidates = format!(
+            "SELECT sequence_number, tid FROM ({}) AS u ORDER BY sequence_number {order} LIMIT {limit}",
+            parts.join(" UNION ALL ")
         );
-        let from = format!(
-            "(SELECT {COLUMNS} FROM hit UNION ALL SELECT {COLUMNS} FROM {t} \
-             WHERE sequence_number = ANY(ARRAY(\
-                 SELECT sequence_number FROM candidate EXCEPT SELECT sequence_number FROM hit))) AS e"
-        );
-        (ctes, from)
+        fetched(table, &candidates)
+    }
+
+    /// Has the statement planned for its values on each call.
+    pub(crate) fn plan_per_call(&mut self) {
+        self.plan_per_call = true;
     }
 
     pub(crate) fn bind(&mut self, p: SqlParam) -> String {

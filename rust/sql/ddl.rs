@@ -7,6 +7,7 @@ use crate::table::TableName;
 
 const TYPE_INDEX: &str = "_event_type_idx";
 const TIME_INDEX: &str = "_occurred_at_idx";
+const ID_INDEX: &str = "_id_idx";
 
 /// Storage parameters of the events and their key rows, tables that are only ever inserted
 /// into. PostgreSQL vacuums a table after inserts of a fifth of its size by default (200,000
@@ -31,10 +32,13 @@ pub struct SchemaState {
     pub snapshots: bool,
     /// Both tables carry the [`APPEND_ONLY`] storage parameters (set since 0.1.0).
     pub append_only: bool,
+    /// Events carry an optional unique id (added after 0.1.0).
+    pub event_ids: bool,
+    pub checkpoints: bool,
 }
 
 impl SchemaState {
-    /// Reads the state: one row of seven booleans, in field order. A catalog read that takes
+    /// Reads the state: one row of nine booleans, in field order. A catalog read that takes
     /// no lock a read or an append could wait for.
     pub fn query(table: &TableName, snapshots: &TableName) -> Statement {
         Statement {
@@ -45,7 +49,8 @@ impl SchemaState {
                   to_regclass($3) IS NOT NULL, to_regclass($4) IS NOT NULL, \
                   to_regclass($5) IS NOT NULL, \
                   (SELECT count(*) = 2 FROM pg_class WHERE oid IN (to_regclass($1), to_regclass($2)) \
-                          AND 'autovacuum_vacuum_insert_scale_factor=0' = ANY(reloptions))"
+                          AND 'autovacuum_vacuum_insert_scale_factor=0' = ANY(reloptions)), \
+                  to_regclass($6) IS NOT NULL, to_regclass($7) IS NOT NULL"
                 .to_owned(),
             params: [
                 table.quoted(),
@@ -53,6 +58,8 @@ impl SchemaState {
                 table.companion(TYPE_INDEX),
                 table.companion(TIME_INDEX),
                 snapshots.quoted(),
+                table.companion(ID_INDEX),
+                table.checkpoints_quoted(),
             ]
             .into_iter()
             .map(SqlParam::Text)
@@ -73,6 +80,8 @@ impl SchemaState {
             time_index: true,
             snapshots: true,
             append_only: true,
+            event_ids: true,
+            checkpoints: true,
         }
     }
 
@@ -104,6 +113,12 @@ impl SchemaState {
                     table.name()
                 ));
             }
+            if !self.event_ids {
+                // Adding a column without a default rewrites nothing; the index holds only
+                // the events that have an id, none yet.
+                steps.push(format!("ALTER TABLE {t} ADD COLUMN IF NOT EXISTS id uuid"));
+                steps.push(id_index(table));
+            }
             if !self.append_only {
                 // Takes a lock that neither reads nor appends wait for.
                 for name in [t.clone(), table.keys_quoted()] {
@@ -115,6 +130,9 @@ impl SchemaState {
         }
         if !self.snapshots {
             steps.push(create_snapshots(snapshots));
+        }
+        if !self.checkpoints {
+            steps.push(create_checkpoints(table));
         }
         steps
     }
@@ -153,7 +171,8 @@ CREATE TABLE IF NOT EXISTS {t} (
     occurred_at timestamptz NOT NULL,
     event_type text NOT NULL CHECK (event_type <> ''),
     payload jsonb NOT NULL CHECK (jsonb_typeof(payload) = 'object'),
-    metadata jsonb NOT NULL DEFAULT '{{}}' CHECK (jsonb_typeof(metadata) = 'object')
+    metadata jsonb NOT NULL DEFAULT '{{}}' CHECK (jsonb_typeof(metadata) = 'object'),
+    id uuid
 ) WITH ({APPEND_ONLY});
 
 ALTER SEQUENCE {seq} OWNED BY {t}.sequence_number;
@@ -167,9 +186,34 @@ CREATE TABLE IF NOT EXISTS {keys} (
 
 CREATE INDEX IF NOT EXISTS \"{n}{TYPE_INDEX}\" ON {t} (event_type, sequence_number);
 CREATE INDEX IF NOT EXISTS \"{n}{TIME_INDEX}\" ON {t} (occurred_at);
-"
+{};
+",
+        id_index(table)
     );
     sql
+}
+
+/// Event ids are unique; events without one (most) are not in the index at all.
+fn id_index(table: &TableName) -> String {
+    format!(
+        "CREATE UNIQUE INDEX IF NOT EXISTS \"{}{ID_INDEX}\" ON {} (id) WHERE id IS NOT NULL",
+        table.name(),
+        table.quoted()
+    )
+}
+
+/// The DDL of the projections' checkpoint table (idempotent): the position of each named
+/// projection, beside the events.
+pub fn create_checkpoints(table: &TableName) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (
+    name text PRIMARY KEY CHECK (name <> ''),
+    position bigint NOT NULL CHECK (position >= 0),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+",
+        table.checkpoints_quoted()
+    )
 }
 
 /// The DDL of a snapshot table (idempotent): one snapshot per projection type and filter.
@@ -208,7 +252,22 @@ mod tests {
         let nothing = SchemaState::default();
         assert_eq!(
             nothing.upgrade(&table, &snapshots),
-            [create_schema(&table), create_snapshots(&snapshots)]
+            [
+                create_schema(&table),
+                create_snapshots(&snapshots),
+                create_checkpoints(&table)
+            ]
+        );
+        let without_ids = SchemaState {
+            event_ids: false,
+            ..current
+        };
+        assert_eq!(
+            without_ids.upgrade(&table, &snapshots),
+            [
+                "ALTER TABLE \"events\" ADD COLUMN IF NOT EXISTS id uuid".to_owned(),
+                id_index(&table)
+            ]
         );
         let earlier = SchemaState {
             keys_tid: false,
@@ -247,5 +306,7 @@ mod tests {
             body(snapshots).trim(),
             create_snapshots(&table.snapshots()).trim()
         );
+        let checkpoints = include_str!("../../initdb/003_checkpoints.sql");
+        assert_eq!(body(checkpoints).trim(), create_checkpoints(&table).trim());
     }
 }

@@ -59,6 +59,7 @@ pub enum SqlParam {
     BigInt(i64),
     BigIntArray(Vec<i64>),
     BoolArray(Vec<bool>),
+    UuidArray(Vec<Option<uuid::Uuid>>),
 }
 
 impl ToSql for SqlParam {
@@ -85,6 +86,7 @@ impl ToSql for SqlParam {
             Self::BigInt(v) => v.to_sql_checked(ty, out),
             Self::BigIntArray(v) => v.to_sql_checked(ty, out),
             Self::BoolArray(v) => v.to_sql_checked(ty, out),
+            Self::UuidArray(v) => v.to_sql_checked(ty, out),
         }
     }
 

@@ -8,7 +8,7 @@ use crate::event::StorableEvent;
 use crate::filter::{Bound, Filter};
 use crate::guard::LockSet;
 use crate::keys::{self, Lookup};
-use crate::sql::compiler::{Compiler, COLUMNS};
+use crate::sql::compiler::{Compiler, PageSql, COLUMNS};
 use crate::sql::param::{SqlParam, Statement};
 use crate::table::TableName;
 
@@ -68,17 +68,18 @@ pub fn query(table: &TableName, filter: &Filter, lookup: Option<&Lookup>) -> Sta
     c.finish(sql)
 }
 
-/// The guarded insert of `events`: it inserts every event and its key index rows, or
-/// nothing when an event matching `filter` (whose lookup is `lookup`) has a sequence number
-/// above `expected`. It returns the assigned sequence numbers in event order (no rows: the
-/// guard failed).
-pub fn guarded_insert(
-    table: &TableName,
-    filter: &Filter,
-    lookup: Option<&Lookup>,
-    expected: i64,
-    events: &[StorableEvent],
-) -> Statement {
+/// The condition of an append: no event matching `filter` (whose lookup is `lookup`) has a
+/// sequence number above `expected`.
+pub struct Guard<'a> {
+    pub filter: &'a Filter,
+    pub lookup: Option<&'a Lookup>,
+    pub expected: i64,
+}
+
+/// The insert of `events`: it inserts every event and its key index rows, or, with a
+/// `guard`, nothing when the guard's condition fails. It returns the assigned sequence
+/// numbers in event order (no rows: the guard failed).
+pub fn insert(table: &TableName, guard: Option<&Guard<'_>>, events: &[StorableEvent]) -> Statement {
     let mut c = Compiler::new(1);
     let occurred = c.bind(SqlParam::TimestampArray(
         events.iter().map(StorableEvent::occurred_at).collect(),
@@ -93,7 +94,9 @@ pub fn guarded_insert(
     let metadata = c.bind(SqlParam::JsonArray(
         events.iter().map(|e| object(e.metadata())).collect(),
     ));
-    let expected = c.bind(SqlParam::BigInt(expected));
+    let ids: Vec<_> = events.iter().map(StorableEvent::id).collect();
+    let with_ids = ids.iter().any(Option::is_some);
+    let ids = c.bind(SqlParam::UuidArray(ids));
     // The key index rows: (key, 1-based position of the event).
     let (mut index_keys, mut positions) = (Vec::new(), Vec::new());
     for (position, event) in (1_i64..).zip(events) {
@@ -105,26 +108,52 @@ pub fn guarded_insert(
     let index_keys = c.bind(SqlParam::BigIntArray(index_keys));
     let positions = c.bind(SqlParam::BigIntArray(positions));
 
-    let (ctes, from) = c.source(table, lookup, Some(&expected));
-    let mut check = vec![format!("sequence_number > {expected}"), c.condition(filter)];
-    check.retain(|s| !s.is_empty());
-    let check = check.join(" AND ");
-    let ctes = if ctes.is_empty() {
-        ctes
-    } else {
-        format!("{ctes}, ")
+    let (ctes, unless) = match guard {
+        Some(g) => {
+            let expected = c.bind(SqlParam::BigInt(g.expected));
+            let (ctes, from) = c.source(table, g.lookup, Some(&expected));
+            let mut check = vec![
+                format!("sequence_number > {expected}"),
+                c.condition(g.filter),
+            ];
+            check.retain(|s| !s.is_empty());
+            let ctes = if ctes.is_empty() {
+                ctes
+            } else {
+                format!("{ctes}, ")
+            };
+            let check = check.join(" AND ");
+            (
+                ctes,
+                vec![format!("NOT EXISTS (SELECT 1 FROM {from} WHERE {check})")],
+            )
+        }
+        None => (String::new(), vec![]),
     };
     let t = table.quoted();
+    let mut unless = unless;
+    if with_ids {
+        // Nothing when one of the ids is stored already (see [`stored_ids`]).
+        unless.push(format!(
+            "NOT EXISTS (SELECT 1 FROM {t} WHERE id = ANY({ids}::uuid[]))"
+        ));
+    }
+    let unless = if unless.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", unless.join(" AND "))
+    };
     let key_table = table.keys_quoted();
     let seq = table.sequence_quoted();
     let sql = format!(
         "WITH {ctes}new AS (\
-             SELECT nextval('{seq}') AS sequence_number, o, e, p, m, i \
-             FROM unnest({occurred}::timestamptz[], {types}::text[], {payloads}::jsonb[], {metadata}::jsonb[]) WITH ORDINALITY AS u(o, e, p, m, i) \
-             WHERE NOT EXISTS (SELECT 1 FROM {from} WHERE {check})\
+             SELECT nextval('{seq}') AS sequence_number, o, e, p, m, d, i \
+             FROM unnest({occurred}::timestamptz[], {types}::text[], {payloads}::jsonb[], {metadata}::jsonb[], {ids}::uuid[]) \
+                 WITH ORDINALITY AS u(o, e, p, m, d, i)\
+             {unless}\
          ), stored AS (\
-             INSERT INTO {t} (sequence_number, occurred_at, event_type, payload, metadata) \
-             SELECT sequence_number, o, e, p, m FROM new RETURNING sequence_number, ctid\
+             INSERT INTO {t} (sequence_number, occurred_at, event_type, payload, metadata, id) \
+             SELECT sequence_number, o, e, p, m, d FROM new RETURNING sequence_number, ctid\
          ), indexed AS (\
              INSERT INTO {key_table} (key, sequence_number, tid) \
              SELECT k.key, new.sequence_number, stored.ctid \
@@ -133,6 +162,171 @@ pub fn guarded_insert(
          SELECT sequence_number FROM new ORDER BY i"
     );
     c.finish(sql)
+}
+
+/// One page of a read: the events matching `filter` (whose lookup is `lookup`) among
+/// `$1 < sequence_number <= $2`, at most `$3`, ascending or (`backwards`) descending. Each
+/// row ends with the sequence number the page's scan reached when the statement can tell
+/// (through the key index), NULL when it reached the end of the range or the rows tell
+/// (see [`crate::store::Reader`]); a page of no events is then one row of NULL events.
+pub fn page(
+    table: &TableName,
+    filter: &Filter,
+    lookup: Option<&Lookup>,
+    range: (i64, i64),
+    limit: i64,
+    backwards: bool,
+) -> Statement {
+    let mut c = Compiler::new(1);
+    let page = PageSql {
+        lower: c.bind(SqlParam::BigInt(range.0)),
+        upper: c.bind(SqlParam::BigInt(range.1)),
+        limit: c.bind(SqlParam::BigInt(limit)),
+        order: if backwards { "DESC" } else { "ASC" },
+    };
+    let PageSql {
+        lower,
+        upper,
+        limit,
+        order,
+    } = &page;
+    let sql = if let Some(lookup) = lookup.filter(|l| l.uses_key_index()) {
+        let (ctes, from) = c.page_source(table, lookup, &page);
+        let condition = c.condition(filter);
+        let condition = if condition.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {condition}")
+        };
+        let edge = if backwards { "min" } else { "max" };
+        format!(
+                "WITH {ctes}, reached AS (\
+                     SELECT CASE WHEN count(*) < {limit} THEN NULL ELSE {edge}(sequence_number) END AS at \
+                     FROM candidate) \
+                 SELECT e.*, reached.at FROM reached LEFT JOIN LATERAL (\
+                     SELECT {COLUMNS} FROM {from}{condition}) AS e ON true \
+                 ORDER BY e.sequence_number {order}"
+            )
+    } else {
+        c.plan_per_call();
+        let mut clauses = vec![
+            format!("sequence_number > {lower}"),
+            format!("sequence_number <= {upper}"),
+            c.condition(filter),
+        ];
+        clauses.retain(|s| !s.is_empty());
+        format!(
+            "SELECT {COLUMNS}, NULL::bigint FROM {} WHERE {} \
+                 ORDER BY sequence_number {order} LIMIT {limit}",
+            table.quoted(),
+            clauses.join(" AND ")
+        )
+    };
+    c.finish(sql)
+}
+
+/// The advisory lock every writer holds until it commits (the match-all key, shared), as
+/// `pg_locks` shows it: `classid = $1 AND objid = $2`.
+fn writers_lock(table: &TableName) -> Vec<SqlParam> {
+    let key = keys::all_key(table);
+    vec![
+        SqlParam::BigInt((key >> 32) & 0xffff_ffff),
+        SqlParam::BigInt(key & 0xffff_ffff),
+    ]
+}
+
+const WRITERS: &str =
+    "l.locktype = 'advisory' AND l.classid::bigint = $1 AND l.objid::bigint = $2 \
+     AND l.objsubid = 1 AND l.granted \
+     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+
+/// The first step of finding the head: the last sequence number handed out (0 when none),
+/// kept for [`head_below_mark`] in the transaction's setting `dynamic_streams.mark`, and, read
+/// after it, the transactions that hold a writer's lock now (any of them may hold a number
+/// at or below it and not have committed yet).
+pub fn head_mark(table: &TableName) -> Statement {
+    Statement {
+        plan_per_call: false,
+        sql: format!(
+            "SELECT s.mark, ARRAY(SELECT l.virtualtransaction FROM pg_locks AS l \
+                 WHERE {WRITERS} AND l.pid <> pg_backend_pid() AND s.mark IS NOT NULL) \
+             FROM (SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS mark FROM {}) AS s \
+             CROSS JOIN LATERAL set_config('dynamic_streams.mark', s.mark::text, true) AS kept",
+            table.sequence_quoted()
+        ),
+        params: writers_lock(table),
+    }
+}
+
+/// How many of the transactions `$3` still hold a writer's lock.
+pub fn writers_still_running(table: &TableName, transactions: Vec<String>) -> Statement {
+    let mut params = writers_lock(table);
+    params.push(SqlParam::TextArray(transactions));
+    Statement {
+        plan_per_call: false,
+        sql: format!(
+            "SELECT count(*) FROM pg_locks AS l WHERE {WRITERS} AND l.virtualtransaction = ANY($3::text[])"
+        ),
+        params,
+    }
+}
+
+/// The highest sequence number stored at or below the mark [`head_mark`] kept (0 when none).
+pub fn head_below_mark(table: &TableName) -> Statement {
+    Statement {
+        plan_per_call: false,
+        sql: format!(
+            "SELECT coalesce(max(sequence_number), 0) FROM {} \
+             WHERE sequence_number <= current_setting('dynamic_streams.mark')::bigint",
+            table.quoted()
+        ),
+        params: vec![],
+    }
+}
+
+/// The highest sequence number stored at or below `$1` (0 when none).
+pub fn head_below(table: &TableName, mark: i64) -> Statement {
+    Statement {
+        plan_per_call: false,
+        sql: format!(
+            "SELECT coalesce(max(sequence_number), 0) FROM {} WHERE sequence_number <= $1",
+            table.quoted()
+        ),
+        params: vec![SqlParam::BigInt(mark)],
+    }
+}
+
+/// Which of `events` are stored already, by id: for each, its position among `events`
+/// (from 1), its sequence number, and whether the stored event has the same type and payload
+/// (JSON equality: `1.0` and `1` are the same number).
+pub fn stored_ids(table: &TableName, events: &[StorableEvent]) -> Statement {
+    let payloads = events
+        .iter()
+        .map(|e| Value::Object(e.payload().clone()))
+        .collect();
+    Statement {
+        plan_per_call: false,
+        sql: format!(
+            "SELECT u.i, t.sequence_number, t.event_type = u.e AND t.payload = u.p \
+             FROM unnest($1::uuid[], $2::text[], $3::jsonb[]) WITH ORDINALITY AS u(d, e, p, i) \
+             JOIN {} AS t ON t.id = u.d ORDER BY u.i",
+            table.quoted()
+        ),
+        params: vec![
+            SqlParam::UuidArray(events.iter().map(StorableEvent::id).collect()),
+            SqlParam::TextArray(events.iter().map(|e| e.event_type().to_owned()).collect()),
+            SqlParam::JsonArray(payloads),
+        ],
+    }
+}
+
+/// Wakes the table's subscribers (sent after a commit).
+pub fn notify(table: &TableName) -> Statement {
+    Statement {
+        plan_per_call: false,
+        sql: "SELECT pg_notify($1, '')".to_owned(),
+        params: vec![SqlParam::Text(keys::channel(table))],
+    }
 }
 
 fn snapshot_key(projection_type: &str, filter_hash: &str) -> Vec<SqlParam> {
@@ -191,13 +385,15 @@ pub fn delete_snapshot(table: &TableName, projection_type: &str, filter_hash: &s
     }
 }
 
-/// Drops the events table, its key index (and with them its sequence) and the snapshots.
+/// Drops the events table, its key index (and with them its sequence), the snapshots and
+/// the checkpoints.
 pub fn drop_tables(table: &TableName, snapshots: &TableName) -> String {
     format!(
-        "DROP TABLE IF EXISTS {}, {}, {}",
+        "DROP TABLE IF EXISTS {}, {}, {}, {}",
         table.quoted(),
         table.keys_quoted(),
-        snapshots.quoted()
+        snapshots.quoted(),
+        table.checkpoints_quoted()
     )
 }
 
@@ -212,11 +408,17 @@ mod tests {
         (s.sql, s.params)
     }
 
-    /// The guarded insert of no events: its filter's parameters follow the seven of the
+    /// The guarded insert of no events: its filter's parameters follow the eight of the
     /// events and the expected number.
     fn guarded_insert(table: &TableName, f: &Filter) -> (String, Vec<SqlParam>) {
-        let s = super::guarded_insert(table, f, keys::lookup(table, f).as_ref(), 0, &[]);
-        (s.sql, s.params[7..].to_vec())
+        let lookup = keys::lookup(table, f);
+        let guard = Guard {
+            filter: f,
+            lookup: lookup.as_ref(),
+            expected: 0,
+        };
+        let s = super::insert(table, Some(&guard), &[]);
+        (s.sql, s.params[8..].to_vec())
     }
 
     fn types(v: &[&str]) -> Vec<String> {
@@ -245,7 +447,7 @@ mod tests {
         let f = Filter::any_event(Bound::None).unwrap();
         assert_eq!(
             query(&table(), &f).0,
-            "SELECT sequence_number, occurred_at, event_type, payload, metadata \
+            "SELECT sequence_number, occurred_at, event_type, payload, metadata, id \
              FROM \"events\" ORDER BY sequence_number"
         );
     }
@@ -394,7 +596,7 @@ mod tests {
         )
         .unwrap();
         let (sql, params) = guarded_insert(&table(), &f);
-        assert!(sql.contains("WHERE NOT EXISTS (SELECT 1 FROM \"events\" WHERE sequence_number > $5 AND event_type = $8)"), "{sql}");
+        assert!(sql.contains("WHERE NOT EXISTS (SELECT 1 FROM \"events\" WHERE sequence_number > $8 AND event_type = $9)"), "{sql}");
         assert!(sql.contains("nextval('\"events_seq\"')"), "{sql}");
         assert_eq!(params, vec![SqlParam::Text("A".into())]);
     }
@@ -449,12 +651,12 @@ mod tests {
             sql,
             "WITH candidate AS MATERIALIZED (\
                  SELECT sequence_number, tid FROM \"events_keys\" WHERE key = ANY($2::bigint[]) AND sequence_number > $1), \
-             hit AS MATERIALIZED (SELECT sequence_number, occurred_at, event_type, payload, metadata FROM \"events\" \
+             hit AS MATERIALIZED (SELECT sequence_number, occurred_at, event_type, payload, metadata, id FROM \"events\" \
                  WHERE ctid = ANY(ARRAY(SELECT tid FROM candidate)) \
                  AND sequence_number IN (SELECT sequence_number FROM candidate)) \
-             SELECT sequence_number, occurred_at, event_type, payload, metadata \
-             FROM (SELECT sequence_number, occurred_at, event_type, payload, metadata FROM hit \
-                 UNION ALL SELECT sequence_number, occurred_at, event_type, payload, metadata FROM \"events\" \
+             SELECT sequence_number, occurred_at, event_type, payload, metadata, id \
+             FROM (SELECT sequence_number, occurred_at, event_type, payload, metadata, id FROM hit \
+                 UNION ALL SELECT sequence_number, occurred_at, event_type, payload, metadata, id FROM \"events\" \
                  WHERE sequence_number = ANY(ARRAY(\
                      SELECT sequence_number FROM candidate EXCEPT SELECT sequence_number FROM hit))) AS e \
              WHERE event_type = $3 AND payload @> ANY($4::jsonb[]) AND sequence_number > $5 \
@@ -471,8 +673,8 @@ mod tests {
         let (sql, _) = guarded_insert(&table(), &f);
         assert!(
             sql.contains("candidate AS MATERIALIZED (\
-                              SELECT sequence_number, tid FROM \"events_keys\" WHERE key = ANY($8::bigint[]) AND sequence_number > $5 \
-                              UNION ALL SELECT sequence_number, NULL::tid FROM \"events\" WHERE event_type = ANY($9::text[]) AND sequence_number > $5)"),
+                              SELECT sequence_number, tid FROM \"events_keys\" WHERE key = ANY($9::bigint[]) AND sequence_number > $8 \
+                              UNION ALL SELECT sequence_number, NULL::tid FROM \"events\" WHERE event_type = ANY($10::text[]) AND sequence_number > $8)"),
             "{sql}"
         );
     }

@@ -1,0 +1,239 @@
+//! Subscriptions: every event matching a filter above a position, in sequence order, exactly
+//! once: the backlog first, then live.
+//!
+//! Gap-free by construction: a subscription delivers only events at or below the head
+//! ([`EventStore::head`]), below which every event is committed, so an event that commits
+//! after a higher one was drawn is never skipped. Live delivery is woken by a notification
+//! each append sends after its commit, received by a [`Listener`] on a connection of its own,
+//! with a poll every `poll_interval` for notifications that never came (a channel down, an
+//! appender that died between its commit and its notification). A subscription holds no lock
+//! and no connection while it waits, and one page at a time in memory: a slow consumer only
+//! lets notifications coalesce.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::{watch, Notify};
+use tokio_postgres::AsyncMessage;
+
+use crate::error::{Error, Result};
+use crate::event::RecordedEvent;
+use crate::filter::Filter;
+use crate::pool::Dialer;
+use crate::store::{EventStore, Reader, Timeout};
+
+/// The longest pause between attempts when the server cannot be reached.
+const MAX_PAUSE: Duration = Duration::from_secs(2);
+
+/// Stops a subscription and its listener, from any thread.
+#[derive(Debug, Default)]
+pub struct Stop {
+    stopped: AtomicBool,
+    notify: Notify,
+}
+
+impl Stop {
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    async fn stopped(&self) {
+        let notified = self.notify.notified();
+        if !self.is_stopped() {
+            notified.await;
+        }
+    }
+}
+
+/// A subscription in progress: where it is, and what wakes it.
+#[derive(Debug)]
+pub struct Subscription {
+    reader: Reader,
+    wakeups: watch::Receiver<u64>,
+    poll_interval: Duration,
+    stop: Arc<Stop>,
+}
+
+/// Receives the table's notifications on a connection of its own, reconnecting when it is
+/// lost (each reconnection wakes the subscription: it may have missed some), until the
+/// subscription stops. Run it on a runtime that runs all the time, so notifications are read
+/// as they come whatever the consumer does.
+pub struct Listener {
+    dialer: Dialer,
+    channel: String,
+    wake: watch::Sender<u64>,
+    stop: Arc<Stop>,
+}
+
+impl Subscription {
+    /// A subscription to the events of `filter` above `after`, delivered in pages of at most
+    /// `batch_size`, and the listener that wakes it.
+    pub fn new(
+        store: &EventStore,
+        filter: Filter,
+        after: i64,
+        batch_size: usize,
+        poll_interval: Duration,
+    ) -> Result<(Self, Listener)> {
+        if poll_interval.is_zero() {
+            return Err(Error::invalid("poll_interval must be positive"));
+        }
+        let mut reader = Reader::new(store.table(), filter, after, None, false, batch_size)?;
+        reader.extend_to(after);
+        let (wake, wakeups) = watch::channel(0);
+        let stop = Arc::new(Stop::default());
+        let listener = Listener {
+            dialer: store.dialer(),
+            channel: crate::keys::channel(store.table()),
+            wake,
+            stop: Arc::clone(&stop),
+        };
+        Ok((
+            Self {
+                reader,
+                wakeups,
+                poll_interval,
+                stop,
+            },
+            listener,
+        ))
+    }
+
+    /// What stops this subscription.
+    pub fn stop_handle(&self) -> Arc<Stop> {
+        Arc::clone(&self.stop)
+    }
+
+    /// The sequence number of the last event delivered, or the position it started after.
+    pub fn position(&self) -> i64 {
+        self.reader.position()
+    }
+
+    /// The next events, waiting for them for at most `wait` (`None`: until there are some).
+    /// None when the subscription was stopped; an empty page when `wait` ran out. Failures
+    /// to reach the server are waited out (the next attempt resumes from the position);
+    /// other failures are returned, and the subscription can go on after them.
+    pub async fn next(
+        &mut self,
+        store: &EventStore,
+        wait: Option<Duration>,
+    ) -> Result<Option<Vec<RecordedEvent>>> {
+        let deadline = wait.map(|w| tokio::time::Instant::now() + w);
+        let mut pause = Duration::from_millis(50);
+        loop {
+            if self.stop.is_stopped() {
+                return Ok(None);
+            }
+            match self.step(store, deadline).await {
+                Ok(Some(events)) => return Ok(Some(events)),
+                Ok(None) => {
+                    if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                        return Ok(Some(Vec::new()));
+                    }
+                }
+                Err(e) if e.is_disconnect() || matches!(e, Error::Timeout(_)) => {
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = self.stop.stopped() => {}
+                    }
+                    pause = (pause * 2).min(MAX_PAUSE);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Delivers what is there below the head, or waits for a wake-up (None: nothing yet).
+    async fn step(
+        &mut self,
+        store: &EventStore,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Option<Vec<RecordedEvent>>> {
+        let events = store.read(&mut self.reader, Timeout::StoreDefault).await?;
+        if !events.is_empty() {
+            return Ok(Some(events));
+        }
+        // Seen before the head is read: a commit after this wakes the wait below.
+        self.wakeups.borrow_and_update();
+        let head = store.head(Timeout::StoreDefault).await?;
+        if head > self.reader.position() {
+            self.reader.extend_to(head);
+            return Ok(None);
+        }
+        let poll = tokio::time::sleep(self.poll_interval);
+        let until = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.wakeups.changed() => {}
+            () = poll => {}
+            () = until => {}
+            () = self.stop.stopped() => {}
+        }
+        Ok(None)
+    }
+}
+
+impl Listener {
+    /// Runs until the subscription stops or is dropped.
+    pub async fn run(self) {
+        let mut pause = Duration::from_millis(50);
+        while !self.stop.is_stopped() && !self.wake.is_closed() {
+            if self.listen().await {
+                pause = Duration::from_millis(50);
+            }
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = self.stop.stopped() => {}
+                () = self.wake.closed() => {}
+            }
+            pause = (pause * 2).min(MAX_PAUSE);
+        }
+    }
+
+    fn wake(&self) {
+        self.wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// One connection's life: `LISTEN`, then a wake-up per notification until it breaks.
+    /// Whether it got as far as listening.
+    async fn listen(&self) -> bool {
+        let Ok((client, mut connection)) = self.dialer.open().await else {
+            return false;
+        };
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        let command = format!("LISTEN \"{}\"", self.channel);
+        let listen = client.batch_execute(&command);
+        tokio::pin!(listen);
+        let mut listening = false;
+        loop {
+            tokio::select! {
+                done = &mut listen, if !listening => {
+                    if done.is_err() {
+                        return false;
+                    }
+                    listening = true;
+                    // Commits while no connection listened are found now.
+                    self.wake();
+                }
+                message = messages.next() => match message {
+                    Some(Ok(AsyncMessage::Notification(_))) => self.wake(),
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => return listening,
+                },
+                () = self.stop.stopped() => return listening,
+                () = self.wake.closed() => return listening,
+            }
+        }
+    }
+}

@@ -1,0 +1,321 @@
+"""The read side: streaming reads, the head, subscriptions, appends without a condition.
+
+What users rely on: a read returns exactly what a query of the same filter returns, page by
+page; the head is a complete prefix; a subscription delivers every matching event once, in
+order, even when commits land out of sequence order, and goes on after its connections die.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from typing import Any
+
+import psycopg
+import pytest
+from dynamic_streams import (
+    AsyncEventStore,
+    ConcurrencyConflictError,
+    Event,
+    EventStore,
+    InterfaceError,
+    InvalidInputError,
+    P,
+    RecordedEvent,
+    build_event_filter,
+)
+
+EVERY = build_event_filter().matching_any_event().finalize()
+LENT = build_event_filter().matching().any_event_type_of("BookLent").finalize()
+BOOK_0 = (
+    build_event_filter()
+    .matching()
+    .any_event_type_of("BookLent", "BookReturned")
+    .and_any_predicate_of(P("BookID", "b0"))
+    .finalize()
+)
+# Candidates through BookID=b0 (many), matches only with ReaderID=r1 (few): pages of
+# candidates that hold no match must not end the read.
+BOOK_0_READER_1 = (
+    build_event_filter()
+    .matching()
+    .all_predicates_of(P("BookID", "b0"), P("ReaderID", "r1"))
+    .or_matching()
+    .any_event_type_of("Rare")
+    .finalize()
+)
+FILTERS = [EVERY, LENT, BOOK_0, BOOK_0_READER_1]
+
+
+def lent(i: int) -> Event:
+    return Event("BookLent", {"BookID": f"b{i % 3}", "ReaderID": f"r{i % 7}", "i": i})
+
+
+def fill(store: EventStore, n: int) -> None:
+    events = [
+        lent(i) if i % 5 else Event("BookReturned", {"BookID": f"b{i % 3}"}) for i in range(n)
+    ]
+    if n > 17:
+        events[17] = Event("Rare", {})
+    for start in range(0, n, 100):
+        store.append_unconditionally(*events[start : start + 100])
+
+
+def numbers(events: Any) -> list[int]:
+    return [e.sequence_number for e in events]
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 1000])
+def test_a_read_returns_what_a_query_returns(event_store: EventStore, batch_size: int) -> None:
+    fill(event_store, 300)
+    for f in FILTERS:
+        expected = numbers(event_store.query(f).events)
+        assert expected, f
+        assert numbers(event_store.read(f, batch_size=batch_size)) == expected
+        assert numbers(event_store.read(f, batch_size=batch_size, backwards=True)) == expected[::-1]
+        middle = expected[len(expected) // 2]
+        above = [n for n in expected if n > middle]
+        assert numbers(event_store.read(f, after=middle, batch_size=batch_size)) == above
+        assert (
+            numbers(event_store.read(f, after=middle, limit=3, batch_size=batch_size)) == above[:3]
+        )
+        assert numbers(event_store.read(f, limit=2, backwards=True)) == expected[::-1][:2]
+        assert numbers(event_store.read(f, after=middle, backwards=True)) == above[::-1]
+
+
+def test_a_read_decodes_events_as_a_query_does(event_store: EventStore) -> None:
+    fill(event_store, 20)
+    assert list(event_store.read(BOOK_0, batch_size=3)) == event_store.query(BOOK_0).events
+    assert all(isinstance(e, RecordedEvent) for e in event_store.read(limit=3))
+
+
+def test_a_read_stops_at_the_head_it_started_with(event_store: EventStore) -> None:
+    fill(event_store, 10)
+    reading = event_store.read(batch_size=2)
+    first = next(reading)
+    event_store.append_unconditionally(lent(99))
+    assert numbers([first, *reading]) == list(range(1, 11))
+
+
+def test_breaking_out_of_a_read_releases_its_connection(
+    event_store_dsn: str, event_store_table: str
+) -> None:
+    with EventStore(event_store_dsn, table=event_store_table, pool_size=1, timeout=5) as store:
+        fill(store, 30)
+        reading = store.read(batch_size=4)
+        assert numbers([next(reading), next(reading)]) == [1, 2]
+        # The only connection is free between pages.
+        assert len(store.query(LENT).events) == 23
+        assert store.head() == 30
+        assert len(list(reading)) == 28
+
+
+def test_an_asyncio_store_reads_as_an_async_iterator(
+    event_store: EventStore, async_event_store: AsyncEventStore
+) -> None:
+    fill(event_store, 50)
+
+    async def main() -> tuple[list[int], list[int], int]:
+        forwards = [e.sequence_number async for e in async_event_store.read(BOOK_0, batch_size=3)]
+        backwards = [e.sequence_number async for e in async_event_store.read(backwards=True)]
+        return forwards, backwards, await async_event_store.head()
+
+    forwards, backwards, head = asyncio.run(main())
+    assert forwards == numbers(event_store.query(BOOK_0).events)
+    assert backwards == list(range(50, 0, -1))
+    assert head == 50
+
+
+def test_bad_read_arguments_fail_before_any_io() -> None:
+    nowhere = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1"
+    for store in (EventStore(nowhere), AsyncEventStore(nowhere)):
+        for kwargs, error in [
+            ({"limit": 0}, InvalidInputError),
+            ({"limit": -1}, InvalidInputError),
+            ({"after": -1}, InvalidInputError),
+            ({"batch_size": 0}, InvalidInputError),
+            ({"after": 1.5}, TypeError),
+            ({"limit": True}, TypeError),
+        ]:
+            with pytest.raises(error):
+                store.read(EVERY, **kwargs)
+        with pytest.raises(TypeError):
+            store.read("BookLent")  # type: ignore[arg-type]
+        with pytest.raises(InvalidInputError):
+            store.subscribe(after=-1)
+        with pytest.raises(InvalidInputError):
+            store.subscribe(poll_interval=0)
+        with pytest.raises(TypeError):
+            store.subscribe({"type": "BookLent"})  # type: ignore[arg-type]
+        store.close()
+        with pytest.raises(InterfaceError):
+            store.read(EVERY)
+        with pytest.raises(InterfaceError):
+            store.subscribe()
+
+
+def test_appends_without_a_condition(store: Any) -> None:
+    assert store.head() == 0
+    assert store.append_unconditionally(lent(1), lent(2)) == [1, 2]
+    assert store.head() == 2
+    with pytest.raises(InvalidInputError):
+        store.append_unconditionally()
+    # They count for the guard like any other event.
+    with pytest.raises(ConcurrencyConflictError):
+        store.append(LENT, 1, lent(3))
+    assert store.append(LENT, 2, lent(3)) == [3]
+
+
+# Commits delayed on purpose: a trigger sleeps inside the insert of an event whose payload
+# has "delay" (seconds), after its sequence number was drawn and before it commits.
+def install_delay(dsn: str, table: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE FUNCTION {table}_delay() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "PERFORM pg_sleep((NEW.payload->>'delay')::float8); RETURN NULL; END $$"
+        )
+        conn.execute(
+            f"CREATE TRIGGER delay AFTER INSERT ON {table} FOR EACH ROW "
+            f"WHEN (NEW.payload ? 'delay') EXECUTE FUNCTION {table}_delay()"
+        )
+
+
+def in_thread(target: Any, *args: Any) -> threading.Thread:
+    t = threading.Thread(target=target, args=args, daemon=True)
+    t.start()
+    return t
+
+
+def test_the_head_waits_for_a_writer_that_drew_a_lower_number(
+    event_store: EventStore, event_store_dsn: str, event_store_table: str
+) -> None:
+    install_delay(event_store_dsn, event_store_table)
+    slow_done: list[float] = []
+
+    def slow() -> None:
+        assert event_store.append_unconditionally(Event("Slow", {"delay": 1.0})) == [1]
+        slow_done.append(time.monotonic())
+
+    writer = in_thread(slow)
+    time.sleep(0.3)  # number 1 drawn, not committed
+    assert event_store.append_unconditionally(lent(2)) == [2]
+    head = event_store.head()
+    returned = time.monotonic()
+    writer.join()
+    assert head == 2
+    assert slow_done and slow_done[0] <= returned + 0.05, "the head did not wait for event 1"
+    assert numbers(event_store.read()) == [1, 2]
+
+
+def test_a_subscription_delivers_the_backlog_then_live_events(event_store: EventStore) -> None:
+    fill(event_store, 40)
+    expected = numbers(event_store.query(BOOK_0).events)
+    with event_store.subscribe(BOOK_0, after=expected[2], batch_size=4, poll_interval=30) as sub:
+        got = numbers(take(sub, len(expected) - 3))
+        assert got == expected[3:]
+        assert sub.position == expected[-1]
+        # Woken by the append's notification, long before the 30 s poll.
+        started = time.monotonic()
+        [n] = event_store.append_unconditionally(Event("BookReturned", {"BookID": "b0"}))
+        event_store.append_unconditionally(lent(1))  # another book: not delivered
+        assert numbers(take(sub, 1)) == [n]
+        assert time.monotonic() - started < 10
+        assert sub.poll(0.2) == []
+
+
+def take(sub: Any, n: int, within: float = 20) -> list[RecordedEvent]:
+    got: list[RecordedEvent] = []
+    deadline = time.monotonic() + within
+    while len(got) < n and time.monotonic() < deadline:
+        got.extend(sub.poll(0.5))
+    return got
+
+
+@pytest.mark.parametrize("batch_size", [1, 100])
+def test_a_subscription_never_skips_an_event_that_commits_late(
+    event_store: EventStore, event_store_dsn: str, event_store_table: str, batch_size: int
+) -> None:
+    """Four writers; every third event sleeps before its commit, so later numbers commit
+    first. The subscriber must still see every number, once, in order."""
+    install_delay(event_store_dsn, event_store_table)
+    per_writer = 30
+
+    def write(w: int) -> None:
+        rnd = random.Random(w)
+        for i in range(per_writer):
+            payload: dict[str, Any] = {"w": w, "i": i}
+            if i % 3 == 0:
+                payload["delay"] = rnd.uniform(0.01, 0.15)
+            event_store.append_unconditionally(Event("Ticked", payload))
+
+    with event_store.subscribe(batch_size=batch_size, poll_interval=0.05) as sub:
+        writers = [in_thread(write, w) for w in range(4)]
+        got = numbers(take(sub, 4 * per_writer, within=60))
+        for w in writers:
+            w.join()
+        assert sub.poll(0.3) == []
+    assert got == list(range(1, 4 * per_writer + 1))
+
+
+def test_a_subscription_goes_on_after_its_connections_are_killed(
+    event_store: EventStore, event_store_dsn: str
+) -> None:
+    fill(event_store, 10)
+    with event_store.subscribe(poll_interval=0.2) as sub:
+        assert numbers(take(sub, 10)) == list(range(1, 11))
+        with psycopg.connect(event_store_dsn, autocommit=True) as conn:
+            killed = conn.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = 'dynamic-streams' AND pid <> pg_backend_pid()"
+            ).fetchone()
+            assert killed and killed[0] >= 2  # the listener and the pool's
+        for i in range(5):
+            event_store.append_unconditionally(lent(i))
+        assert numbers(take(sub, 5)) == list(range(11, 16))
+        assert sub.poll(0.3) == []
+
+
+def test_closing_a_subscription_ends_its_iteration(event_store: EventStore) -> None:
+    sub = event_store.subscribe(poll_interval=30)
+    got: list[RecordedEvent] = []
+    consumer = in_thread(lambda: got.extend(sub))
+    event_store.append_unconditionally(lent(1))
+    deadline = time.monotonic() + 10
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.01)
+    sub.close()
+    consumer.join(5)
+    assert not consumer.is_alive()
+    assert numbers(got) == [1] and sub.closed
+    assert sub.poll(0.1) == []
+
+
+def test_an_asyncio_subscription_stops_when_cancelled(
+    event_store: EventStore, async_event_store: AsyncEventStore
+) -> None:
+    fill(event_store, 5)
+
+    async def main() -> list[int]:
+        got: list[int] = []
+
+        async def consume() -> None:
+            async for e in async_event_store.subscribe(LENT, poll_interval=30):
+                got.append(e.sequence_number)
+
+        task = asyncio.create_task(consume())
+        while len(got) < 4:
+            await asyncio.sleep(0.01)
+        await async_event_store.append_unconditionally(lent(6))
+        while len(got) < 5:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with async_event_store.subscribe(after=5) as sub:
+            [e] = await sub.poll(5)
+            got.append(e.sequence_number)
+        return got
+
+    assert asyncio.run(asyncio.wait_for(main(), 30)) == [2, 3, 4, 5, 6, 6]
