@@ -191,7 +191,7 @@ class observe:
             _instruments.duration.record(elapsed, metric_attributes)
             if failure is None and operation in ("query", "read"):
                 _instruments.queried.add(self.events, metric_attributes)
-            if failure is None and operation in ("append", "append_unconditionally"):
+            if failure is None and operation in ("append", "append_unconditionally", "import"):
                 _instruments.appended.add(self.events, metric_attributes)
             if conflict:
                 _instruments.conflicts.add(1, metric_attributes)

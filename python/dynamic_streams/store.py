@@ -13,7 +13,8 @@ same logging and telemetry.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from itertools import islice
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -67,6 +68,32 @@ _EVERY_EVENT = build_event_filter().matching_any_event().finalize()
 
 DEFAULT_BATCH_SIZE = 1000
 """Events per page of a read or a subscription."""
+
+DEFAULT_IMPORT_BATCH = 10_000
+"""Events per transaction of an import."""
+
+
+def _batches(events: Iterable[Event], size: int) -> Iterator[tuple[Event, ...]]:
+    it = iter(events)
+    while batch := tuple(islice(it, size)):
+        yield batch
+
+
+async def _async_batches(
+    events: Iterable[Event] | AsyncIterable[Event], size: int
+) -> AsyncIterator[tuple[Event, ...]]:
+    if not isinstance(events, AsyncIterable):
+        for whole in _batches(events, size):
+            yield whole
+        return
+    batch: list[Event] = []
+    async for event in events:
+        batch.append(event)
+        if len(batch) == size:
+            yield tuple(batch)
+            batch = []
+    if batch:
+        yield tuple(batch)
 
 
 def _count(what: str, value: object, *, least: int) -> int:
@@ -209,6 +236,14 @@ class _StoreBase:
             events=len(events),
         )
 
+    def _import_batch(self, events: tuple[Event, ...], timeout: Timeout) -> _Call[list[int]]:
+        native_events = _check_events(events)
+        return _Call(
+            "import",
+            lambda: self._native.import_batch(native_events, timeout),
+            events=len(events),
+        )
+
     def _head(self, timeout: Timeout) -> _Call[int]:
         return _Call("head", lambda: self._native.head(timeout))
 
@@ -345,6 +380,32 @@ class EventStore(_StoreBase):
         """Store ``events``, all or none, whatever is stored: for events no decision guards
         (imports, integration events). Returns their sequence numbers."""
         return self._run(self._append_unconditionally(events, timeout))
+
+    def import_events(
+        self,
+        events: Iterable[Event],
+        *,
+        batch_size: int = DEFAULT_IMPORT_BATCH,
+        progress: Callable[[int], object] | None = None,
+        timeout: Timeout = STORE_DEFAULT,
+    ) -> int:
+        """Load a history (from another store, an NDJSON export...) through ``COPY``,
+        ``batch_size`` events per transaction, whatever is stored; returns how many events it
+        went through. ``progress`` is called with that count after each batch.
+
+        Each batch is stored all or none, like :meth:`append_unconditionally` (key rows,
+        locks, notifications alike) and gets new sequence numbers in the order given. Give
+        the events ids to make a rerun after a failure safe: batches stored before are
+        recognised and skipped. ``timeout`` applies to each batch.
+        """
+        _count("batch_size", batch_size, least=1)
+        done = 0
+        for batch in _batches(events, batch_size):
+            self._run(self._import_batch(batch, timeout))
+            done += len(batch)
+            if progress is not None:
+                progress(done)
+        return done
 
     def head(self, *, timeout: Timeout = STORE_DEFAULT) -> int:
         """The highest sequence number at or below which every event is committed and
@@ -489,6 +550,25 @@ class AsyncEventStore(_StoreBase):
     ) -> list[int]:
         """Store ``events`` whatever is stored; see :meth:`EventStore.append_unconditionally`."""
         return await self._run(self._append_unconditionally(events, timeout))
+
+    async def import_events(
+        self,
+        events: Iterable[Event] | AsyncIterable[Event],
+        *,
+        batch_size: int = DEFAULT_IMPORT_BATCH,
+        progress: Callable[[int], object] | None = None,
+        timeout: Timeout = STORE_DEFAULT,
+    ) -> int:
+        """Load a history through ``COPY``; see :meth:`EventStore.import_events` (``events``
+        may also be an async iterable here)."""
+        _count("batch_size", batch_size, least=1)
+        done = 0
+        async for batch in _async_batches(events, batch_size):
+            await self._run(self._import_batch(batch, timeout))
+            done += len(batch)
+            if progress is not None:
+                progress(done)
+        return done
 
     async def head(self, *, timeout: Timeout = STORE_DEFAULT) -> int:
         """The complete prefix's last sequence number; see :meth:`EventStore.head`."""

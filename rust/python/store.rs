@@ -248,6 +248,20 @@ impl PyEventStore {
         })
     }
 
+    /// One batch of an import (through ``COPY``).
+    #[pyo3(signature = (events, timeout=STORE_DEFAULT))]
+    fn import_batch<'py>(
+        &self,
+        py: Python<'py>,
+        events: Vec<PyRef<'py, PyStorableEvent>>,
+        timeout: CallTimeout,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let store = self.store(py)?;
+        let events: Vec<_> = events.iter().map(|e| e.inner.clone()).collect();
+        self.calls
+            .run(py, async move { store.import(&events, timeout.0).await })
+    }
+
     #[pyo3(signature = (timeout=STORE_DEFAULT))]
     fn head<'py>(&self, py: Python<'py>, timeout: CallTimeout) -> PyResult<Bound<'py, PyAny>> {
         let store = self.store(py)?;

@@ -296,6 +296,67 @@ pub fn head_below(table: &TableName, mark: i64) -> Statement {
     }
 }
 
+/// `$1` new sequence numbers, in ascending order.
+pub fn draw_numbers(table: &TableName, count: usize) -> Statement {
+    Statement {
+        plan_per_call: false,
+        sql: format!(
+            "SELECT nextval('{}') FROM generate_series(1, $1::bigint)",
+            table.sequence_quoted()
+        ),
+        params: vec![SqlParam::BigInt(i64::try_from(count).unwrap_or(i64::MAX))],
+    }
+}
+
+/// The `COPY` that loads events whose sequence numbers were drawn ([`draw_numbers`]), in
+/// the binary format, columns as [`COPY_TYPES`] lists them.
+pub fn copy_events(table: &TableName) -> String {
+    format!(
+        "COPY {} (sequence_number, occurred_at, event_type, payload, metadata, id) \
+         FROM STDIN (FORMAT binary)",
+        table.quoted()
+    )
+}
+
+/// The column types of [`copy_events`].
+pub const COPY_TYPES: [tokio_postgres::types::Type; 6] = {
+    use tokio_postgres::types::Type;
+    [
+        Type::INT8,
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+        Type::JSONB,
+        Type::JSONB,
+        Type::UUID,
+    ]
+};
+
+/// The key index rows of events loaded by [`copy_events`]: `$1` keys, `$2` their events'
+/// sequence numbers, each row with its event's address.
+pub fn index_copied(table: &TableName, events: &[(i64, &StorableEvent)]) -> Statement {
+    let (mut index_keys, mut numbers) = (Vec::new(), Vec::new());
+    for (number, event) in events {
+        for key in keys::index_keys(table, event.payload()) {
+            index_keys.push(key);
+            numbers.push(*number);
+        }
+    }
+    Statement {
+        plan_per_call: false,
+        sql: format!(
+            "INSERT INTO {} (key, sequence_number, tid) \
+             SELECT k.key, k.s, e.ctid FROM unnest($1::bigint[], $2::bigint[]) AS k(key, s) \
+             JOIN {} AS e ON e.sequence_number = k.s",
+            table.keys_quoted(),
+            table.quoted()
+        ),
+        params: vec![
+            SqlParam::BigIntArray(index_keys),
+            SqlParam::BigIntArray(numbers),
+        ],
+    }
+}
+
 /// Which of `events` are stored already, by id: for each, its position among `events`
 /// (from 1), its sequence number, and whether the stored event has the same type and payload
 /// (JSON equality: `1.0` and `1` are the same number).
