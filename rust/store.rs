@@ -98,6 +98,14 @@ fn snapshot_key(projection_type: &str, filter_hash: &str) -> Result<()> {
     Ok(())
 }
 
+fn checkpoint_name(name: &str) -> Result<()> {
+    reject_nul("the checkpoint name", name)?;
+    if name.trim().is_empty() {
+        return Err(Error::invalid("the checkpoint name must not be empty"));
+    }
+    Ok(())
+}
+
 /// Runs `attempt`, and once more (on a fresh connection) when its failure allows it: when it
 /// provably never ran on the server, or, for a read (`idempotent`), when its connection broke.
 async fn once_more<T, Fut>(idempotent: bool, attempt: impl Fn() -> Fut) -> Result<T>
@@ -418,6 +426,34 @@ impl EventStore {
         snapshot_key(projection_type, filter_hash)?;
         let delete = sql::delete_snapshot(&self.snapshots, projection_type, filter_hash);
         self.timed(timeout, async { Ok(self.execute(&delete).await? == 1) })
+            .await
+    }
+
+    /// The saved position of the projection `name`, if any.
+    pub async fn checkpoint(&self, name: &str, timeout: Timeout) -> Result<Option<i64>> {
+        checkpoint_name(name)?;
+        let load = sql::load_checkpoint(&self.table, name);
+        self.timed(timeout, async {
+            let rows = self.read_rows(&load).await?;
+            Ok(rows.first().map(|r| r.try_get(0)).transpose()?)
+        })
+        .await
+    }
+
+    /// Saves `position` as the position of the projection `name`, unless a later one is
+    /// saved. Returns whether it saved.
+    pub async fn save_checkpoint(
+        &self,
+        name: &str,
+        position: i64,
+        timeout: Timeout,
+    ) -> Result<bool> {
+        checkpoint_name(name)?;
+        if position < 0 {
+            return Err(Error::invalid("the position must not be negative"));
+        }
+        let save = sql::save_checkpoint(&self.table, name, position);
+        self.timed(timeout, async { Ok(self.execute(&save).await? == 1) })
             .await
     }
 

@@ -22,6 +22,8 @@ from dynamic_streams.errors import (
 from dynamic_streams.events import Event, JsonObject, QueryResult, RecordedEvent
 from dynamic_streams.filter import EventFilter, FilterBuilder, P, Predicate, build_event_filter
 from dynamic_streams.projection import project, project_async
+from dynamic_streams.projector import AsyncProjector, Projector
+from dynamic_streams.reading import AsyncSubscription, Subscription
 from dynamic_streams.snapshots import Snapshot
 from dynamic_streams.store import (
     DSN_ENV,
@@ -37,6 +39,8 @@ __all__ = [
     "REPLICA_DSN_ENV",
     "STORE_DEFAULT",
     "AsyncEventStore",
+    "AsyncProjector",
+    "AsyncSubscription",
     "ConcurrencyConflictError",
     "Consistency",
     "DataError",
@@ -55,10 +59,12 @@ __all__ = [
     "P",
     "Predicate",
     "ProgrammingError",
+    "Projector",
     "QueryResult",
     "RecordedEvent",
     "Snapshot",
     "StoreDefault",
+    "Subscription",
     "__version__",
     "build_event_filter",
     "eventual_consistency",

@@ -105,6 +105,11 @@ def _count(what: str, value: object, *, least: int) -> int:
     return value
 
 
+def _check_name(name: str) -> None:
+    if not isinstance(name, str):
+        raise TypeError(f"the checkpoint name must be a str, got {type(name).__name__}")
+
+
 def _check_events(events: tuple[Event, ...]) -> list[_native.StorableEvent]:
     if not events:
         raise InvalidInputError("append needs at least one event")
@@ -274,6 +279,17 @@ class _StoreBase:
         _count("batch_size", batch_size, least=1)
         self._check_open()
         return self._native.subscribe(native, after, batch_size, poll_interval)
+
+    def _checkpoint(self, name: str, timeout: Timeout) -> _Call[int | None]:
+        _check_name(name)
+        return _Call("checkpoint", lambda: self._native.checkpoint(name, timeout))
+
+    def _save_checkpoint(self, name: str, position: int, timeout: Timeout) -> _Call[bool]:
+        _check_name(name)
+        _count("position", position, least=0)
+        return _Call(
+            "save_checkpoint", lambda: self._native.save_checkpoint(name, position, timeout)
+        )
 
     def _check_open(self) -> None:
         if self.closed:
@@ -452,6 +468,18 @@ class EventStore(_StoreBase):
         :mod:`dynamic_streams.reading`."""
         return Subscription(self._subscription(filter, after, batch_size, poll_interval), after)
 
+    def checkpoint(self, name: str, *, timeout: Timeout = STORE_DEFAULT) -> int | None:
+        """The saved position of the projection ``name`` (see :mod:`dynamic_streams.projector`),
+        or None."""
+        return self._run(self._checkpoint(name, timeout))
+
+    def save_checkpoint(
+        self, name: str, position: int, *, timeout: Timeout = STORE_DEFAULT
+    ) -> bool:
+        """Save ``position`` for the projection ``name`` unless a later one is saved (positions
+        only move forward). Returns whether it saved."""
+        return self._run(self._save_checkpoint(name, position, timeout))
+
     def save_snapshot(
         self,
         projection_type: str,
@@ -607,6 +635,16 @@ class AsyncEventStore(_StoreBase):
         return AsyncSubscription(
             self._subscription(filter, after, batch_size, poll_interval), after
         )
+
+    async def checkpoint(self, name: str, *, timeout: Timeout = STORE_DEFAULT) -> int | None:
+        """The saved position of the projection ``name``, or None."""
+        return await self._run(self._checkpoint(name, timeout))
+
+    async def save_checkpoint(
+        self, name: str, position: int, *, timeout: Timeout = STORE_DEFAULT
+    ) -> bool:
+        """Save a projection's position; see :meth:`EventStore.save_checkpoint`."""
+        return await self._run(self._save_checkpoint(name, position, timeout))
 
     async def save_snapshot(
         self,

@@ -15,6 +15,7 @@ use super::event::PyStorableEvent;
 use super::filter::PyFilter;
 use super::reading::{PyReader, PySubscription};
 use super::runtime::{spawn_background, Calls};
+use crate::sql::statements;
 use crate::store::{Consistency, EventStore, Reader, StoreConfig, Timeout};
 use crate::subscription::Subscription;
 use crate::table::TableName;
@@ -314,6 +315,44 @@ impl PyEventStore {
         spawn_background(listener.run())
             .map_err(|e| interface_error(py, &format!("cannot start the runtime: {e}")))?;
         Ok(PySubscription::new(store, subscription, self.calls))
+    }
+
+    #[pyo3(signature = (name, timeout=STORE_DEFAULT))]
+    fn checkpoint<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+        timeout: CallTimeout,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let store = self.store(py)?;
+        self.calls
+            .run(py, async move { store.checkpoint(&name, timeout.0).await })
+    }
+
+    #[pyo3(signature = (name, position, timeout=STORE_DEFAULT))]
+    fn save_checkpoint<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+        position: i64,
+        timeout: CallTimeout,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let store = self.store(py)?;
+        self.calls.run(py, async move {
+            store.save_checkpoint(&name, position, timeout.0).await
+        })
+    }
+
+    /// The checkpoint statements for a connection of the application's own (a projection
+    /// that saves its read model and its position in one transaction): the load's and the
+    /// save's SQL, parameters ``$1`` the name (and ``$2`` the position).
+    #[getter]
+    fn checkpoint_sql(&self) -> (String, String) {
+        let table = self.inner.table();
+        (
+            statements::load_checkpoint(table, "").sql,
+            statements::save_checkpoint(table, "", 0).sql,
+        )
     }
 
     /// ``data`` is JSON text (anything JSON).

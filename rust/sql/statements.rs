@@ -390,6 +390,33 @@ pub fn notify(table: &TableName) -> Statement {
     }
 }
 
+/// The position of the projection named `$1` (no row: none saved).
+pub fn load_checkpoint(table: &TableName, name: &str) -> Statement {
+    Statement {
+        plan_per_call: false,
+        sql: format!(
+            "SELECT position FROM {} WHERE name = $1",
+            table.checkpoints_quoted()
+        ),
+        params: vec![SqlParam::Text(name.to_owned())],
+    }
+}
+
+/// Saves `$2` as the position of the projection named `$1`, unless a later one is saved
+/// (positions only move forward). Affects one row when it saved.
+pub fn save_checkpoint(table: &TableName, name: &str, position: i64) -> Statement {
+    Statement {
+        plan_per_call: false,
+        sql: format!(
+            "INSERT INTO {} AS c (name, position) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = now() \
+             WHERE c.position < excluded.position",
+            table.checkpoints_quoted()
+        ),
+        params: vec![SqlParam::Text(name.to_owned()), SqlParam::BigInt(position)],
+    }
+}
+
 fn snapshot_key(projection_type: &str, filter_hash: &str) -> Vec<SqlParam> {
     vec![
         SqlParam::Text(projection_type.to_owned()),

@@ -1,4 +1,5 @@
-"""A short lending simulation: many readers and book copies, several threads, real conflicts.
+"""A short lending simulation: many readers and book copies, several threads, real conflicts,
+and a read model of the copies currently lent, kept up to date live by a projector.
 
     python -m dynamic_streams.examples.library [--threads 8] [--operations 400]
 
@@ -16,9 +17,9 @@ import time
 from collections import Counter
 from contextlib import ExitStack
 
-from dynamic_streams import DSN_ENV, EventStore, build_event_filter
+from dynamic_streams import DSN_ENV, EventStore, Projector, build_event_filter
 from dynamic_streams.examples.library import DomainError, Library, new_id
-from dynamic_streams.examples.library.service import check_invariants
+from dynamic_streams.examples.library.service import LOANS, BooksLent, check_invariants
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,13 +81,30 @@ def main(argv: list[str] | None = None) -> int:
                 with lock:
                     outcomes[result] += 1
 
+        # The read model follows the log while the workers write it.
+        lent = BooksLent()
+        projector = Projector(store, "books-lent", LOANS, lent.apply, poll_interval=0.5)
+        following = threading.Thread(target=projector.run, daemon=True)
+        following.start()
+
         t0 = time.perf_counter()
         threads = [threading.Thread(target=worker, args=(n,)) for n in range(args.threads)]
         for t in threads:
             t.start()
+        while any(t.is_alive() for t in threads):
+            time.sleep(1)
+            position, borrower = lent.snapshot()
+            print(f"  live read model: {len(borrower)} copies lent (as of event #{position})")
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - t0
+        head = store.head()
+        last_loan = store.query(LOANS).max_sequence_number
+        while lent.snapshot()[0] < last_loan:
+            time.sleep(0.005)
+        caught_up = time.perf_counter() - t0 - elapsed
+        projector.stop()
+        following.join()
 
         log = store.query(build_event_filter().matching_any_event().finalize())
         problems = check_invariants(log.events)
@@ -97,8 +115,16 @@ def main(argv: list[str] | None = None) -> int:
         for outcome, count in sorted(outcomes.items()):
             print(f"  {count:6d}  {outcome}")
         print(f"conflicts retried: {library.conflicts}")
-        print(f"loans made: {loans}; events stored: {len(log)}")
+        print(f"loans made: {loans}; events stored: {len(log)} (head #{head})")
+        live = lent.snapshot()[1]
+        fresh = BooksLent.folded(log.events).borrower
+        print(
+            f"read model: {len(live)} copies lent, caught up {caught_up * 1e3:.0f} ms after the "
+            f"last write; {'the same as' if live == fresh else 'DIFFERENT FROM'} a fresh fold"
+        )
         store._native.drop_table()
+        if live != fresh:
+            problems.append("the live read model differs from a fresh fold of the log")
         if problems:
             print("INVARIANTS VIOLATED:")
             for p in problems[:20]:

@@ -160,3 +160,44 @@ def check_invariants(events: Sequence[RecordedEvent]) -> list[str]:
             borrower.pop(p["BookID"], None)
             loans.get(p["ReaderID"], set()).discard(p["BookID"])
     return problems
+
+
+LOANS = build_event_filter().matching().any_event_type_of(d.LENT, d.RETURNED).finalize()
+"""The events that change which copies are lent."""
+
+
+class BooksLent:
+    """A read model: which reader holds each lent copy, kept up to date by a projector.
+
+    ``apply`` is the projector's handler; it is idempotent per event (it remembers the last
+    sequence number it applied), so the projector's at-least-once delivery is harmless.
+    """
+
+    def __init__(self) -> None:
+        self.borrower: dict[str, str] = {}
+        self.position = 0
+        self._lock = threading.Lock()
+
+    def apply(self, event: RecordedEvent) -> None:
+        with self._lock:
+            if event.sequence_number <= self.position:
+                return
+            p = event.payload
+            if event.event_type == d.LENT:
+                self.borrower[p["BookID"]] = p["ReaderID"]
+            elif event.event_type == d.RETURNED:
+                self.borrower.pop(p["BookID"], None)
+            self.position = event.sequence_number
+
+    def snapshot(self) -> tuple[int, dict[str, str]]:
+        with self._lock:
+            return self.position, dict(self.borrower)
+
+    @classmethod
+    def folded(cls, events: Sequence[RecordedEvent]) -> BooksLent:
+        """The read model built from scratch from ``events``."""
+        model = cls()
+        for e in events:
+            if e.event_type in (d.LENT, d.RETURNED):
+                model.apply(e)
+        return model
