@@ -110,8 +110,8 @@ impl Compiler {
 
     /// Like [`Self::source`] for one page of a read: the first `page.limit` candidates in
     /// `page.range`, in the page's order (the key index and the event-type index each walked
-    /// in order, per key, so a page costs its own size however many candidates the range
-    /// holds). Only for lookups that use the key index.
+    /// in order, per key and per type, so a page costs its own size however many candidates
+    /// the range holds).
     pub(crate) fn page_source(
         &mut self,
         table: &TableName,
@@ -147,11 +147,6 @@ impl Compiler {
             parts.join(" UNION ALL ")
         );
         fetched(table, &candidates)
-    }
-
-    /// Has the statement planned for its values on each call.
-    pub(crate) fn plan_per_call(&mut self) {
-        self.plan_per_call = true;
     }
 
     pub(crate) fn bind(&mut self, p: SqlParam) -> String {

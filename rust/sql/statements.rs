@@ -167,8 +167,9 @@ pub fn insert(table: &TableName, guard: Option<&Guard<'_>>, events: &[StorableEv
 /// One page of a read: the events matching `filter` (whose lookup is `lookup`) among
 /// `$1 < sequence_number <= $2`, at most `$3`, ascending or (`backwards`) descending. Each
 /// row ends with the sequence number the page's scan reached when the statement can tell
-/// (through the key index), NULL when it reached the end of the range or the rows tell
-/// (see [`crate::store::Reader`]); a page of no events is then one row of NULL events.
+/// (through the key index or the event-type index), NULL when it reached the end of the
+/// range or the rows tell (see [`crate::store::Reader`]); a page of no events is then one
+/// row of NULL events. A match-all filter walks the primary key.
 pub fn page(
     table: &TableName,
     filter: &Filter,
@@ -190,7 +191,9 @@ pub fn page(
         limit,
         order,
     } = &page;
-    let sql = if let Some(lookup) = lookup.filter(|l| l.uses_key_index()) {
+    // Either way each page walks indexes in sequence order and stops at its limit, whatever
+    // the table's statistics say (an unanalysed table must not make a page sort the range).
+    let sql = if let Some(lookup) = lookup {
         let (ctes, from) = c.page_source(table, lookup, &page);
         let condition = c.condition(filter);
         let condition = if condition.is_empty() {
@@ -208,7 +211,6 @@ pub fn page(
                  ORDER BY e.sequence_number {order}"
             )
     } else {
-        c.plan_per_call();
         let mut clauses = vec![
             format!("sequence_number > {lower}"),
             format!("sequence_number <= {upper}"),
@@ -687,6 +689,44 @@ mod tests {
         assert!(sql.contains("WHERE NOT EXISTS (SELECT 1 FROM \"events\" WHERE sequence_number > $8 AND event_type = $9)"), "{sql}");
         assert!(sql.contains("nextval('\"events_seq\"')"), "{sql}");
         assert_eq!(params, vec![SqlParam::Text("A".into())]);
+    }
+
+    #[test]
+    fn pages_walk_indexes_in_order_with_generic_plans() {
+        let every = Filter::any_event(Bound::None).unwrap();
+        let types_only = Filter::new(
+            vec![FilterItem::new(types(&["A", "B"]), None).unwrap()],
+            Bound::None,
+        )
+        .unwrap();
+        for (f, backwards) in [(&every, false), (&types_only, true)] {
+            let s = page(
+                &table(),
+                f,
+                keys::lookup(&table(), f).as_ref(),
+                (0, 9),
+                5,
+                backwards,
+            );
+            // Planned per call on a table without statistics, a page sorted its whole range.
+            assert!(!s.plan_per_call, "{}", s.sql);
+            let order = if backwards { "DESC" } else { "ASC" };
+            assert!(
+                s.sql
+                    .contains(&format!("ORDER BY sequence_number {order} LIMIT $3")),
+                "{}",
+                s.sql
+            );
+        }
+        let s = page(
+            &table(),
+            &types_only,
+            keys::lookup(&table(), &types_only).as_ref(),
+            (0, 9),
+            5,
+            false,
+        );
+        assert!(s.sql.contains("CROSS JOIN LATERAL (SELECT sequence_number FROM \"events\" WHERE event_type = q.event_type"), "{}", s.sql);
     }
 
     #[test]
