@@ -159,6 +159,8 @@ def render(
         )
     lines.append("")
 
+    lines.extend(_read_side(groups, verdicts))
+
     scale = next((g for name, g in groups.items() if name.startswith("scale:")), None)
     if scale:
         sizes = sorted(scale, key=int)
@@ -179,6 +181,69 @@ def render(
                 f"\nLargest over smallest: {ratio:.2f}x (the 10M point runs on request: DCB_BENCH_SCALE=100000,1000000,10000000)."
             )
     return "\n".join(lines) + "\n"
+
+
+def _read_side(groups: dict[str, dict[str, dict[str, Any]]], verdicts: list[Any]) -> list[str]:
+    """The read side's table, when the run measured it."""
+
+    def group(prefix: str) -> dict[str, dict[str, Any]] | None:
+        return next((g for name, g in groups.items() if name.startswith(prefix)), None)
+
+    catch_up, head, live = (
+        group("read side: catch-up"),
+        group("read side: head"),
+        group("read side: live"),
+    )
+    if not (catch_up and head and live):
+        return []
+    lines = ["| read side | this library | baseline | target |", "|---|---|---|---|"]
+
+    def row(title: str, ours: str, base: str, target: str, ok: bool) -> None:
+        verdicts.append((title, ok))
+        lines.append(f"| {title} | {ours} | {base} | {target}: {_check(ok)} |")
+
+    rate = {who: g["extra"]["events"] / g["median"] for who, g in catch_up.items()}
+    ratio = rate["ours-sync"] / rate["psycopg"]
+    row(
+        f"catch-up: `read()` of every lending event ({catch_up['ours-sync']['extra']['events']:,}), events/s",
+        f"{rate['ours-sync']:,.0f}",
+        f"psycopg into dicts {rate['psycopg']:,.0f} ({ratio:.2f}x)",
+        "≥ 2x psycopg and ≥ 600,000/s",
+        ratio >= 2 and rate["ours-sync"] >= 600_000,
+    )
+    grown = catch_up["ours-sync"]["extra"]["memory_growth_mb"]
+    row(
+        "memory a fresh process grows reading every event",
+        f"{grown:.0f} MB",
+        "—",
+        "< 50 MB",
+        grown < 50,
+    )
+    h = head["None"] if "None" in head else next(iter(head.values()))
+    row(
+        "`head()`, median (p95)",
+        f"{_ms(h['median'])} ({_ms(h['p95'])}) ms",
+        "—",
+        "< 0.3 ms",
+        h["median"] < 0.3e-3,
+    )
+    x = next(iter(live.values()))["extra"]
+    row(
+        "live: append call to delivery, 8 writers, 4 subscribers: median / p99",
+        f"{x['median_ms']:.2f} / {x['p99_ms']:.2f} ms",
+        "—",
+        "< 5 / < 50 ms",
+        x["median_ms"] < 5 and x["p99_ms"] < 50,
+    )
+    kept = x["watched_per_s"] / x["alone_per_s"]
+    row(
+        "writers' appends/s with 4 subscribers attached",
+        f"{x['watched_per_s']:,.0f}",
+        f"without subscribers {x['alone_per_s']:,.0f} ({kept:.0%})",
+        "≥ 90%",
+        kept >= 0.9,
+    )
+    return [*lines, ""]
 
 
 def buffers_table(configs: dict[str, dict[str, dict[str, int]]]) -> str:
