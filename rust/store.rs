@@ -752,6 +752,18 @@ impl EventStore {
         Ok(rows[0][0].try_get(0).map_err(Error::from)?)
     }
 
+    /// The last sequence number handed out, and the visible numbers above `after` up to it
+    /// (at most `limit`, ascending).
+    pub(crate) async fn numbers_after(&self, after: i64, limit: i64) -> Result<(i64, Vec<i64>)> {
+        let look = sql::numbers_after(&self.table, after, limit);
+        self.timed(Timeout::StoreDefault, async {
+            let rows = self.read_rows(&look).await?;
+            let row = rows.first().ok_or(Error::Closed)?;
+            Ok((row.try_get(0)?, row.try_get(1)?))
+        })
+        .await
+    }
+
     /// The next events of `reader` (none when it is done). Reads take no locks: they stop at
     /// the head found when the read began, below which every event is committed.
     pub async fn read(&self, reader: &mut Reader, timeout: Timeout) -> Result<Vec<RecordedEvent>> {

@@ -1,9 +1,13 @@
 //! Subscriptions: every event matching a filter above a position, in sequence order, exactly
 //! once: the backlog first, then live.
 //!
-//! Gap-free by construction: a subscription delivers only events at or below the head
-//! ([`EventStore::head`]), below which every event is committed, so an event that commits
-//! after a higher one was drawn is never skipped. Live delivery is woken by a notification
+//! Gap-free by construction: a subscription delivers only events up to a position below
+//! which every number is settled, so an event that commits after a higher one was drawn is
+//! never skipped. Live, that position is where the numbers visible above the last one stop
+//! being consecutive (each number up to there is committed: one cheap look at the log); a
+//! number missing for longer than [`GAP_WAIT`] (in flight, or drawn by an append that rolled
+//! back) and a long backlog are settled by the head ([`EventStore::head`]), which waits for
+//! the writers in flight. Live delivery is woken by a notification
 //! each append sends after its commit, received by a [`Listener`] on a connection of its own,
 //! with a poll every `poll_interval` for notifications that never came (a channel down, an
 //! appender that died between its commit and its notification). A subscription holds no lock
@@ -59,6 +63,28 @@ pub struct Subscription {
     wakeups: watch::Receiver<u64>,
     poll_interval: Duration,
     stop: Arc<Stop>,
+    /// Since when a number above the position has been missing.
+    gap_since: Option<tokio::time::Instant>,
+}
+
+/// Most sequence numbers one look at the log fetches; a subscription further behind reads
+/// up to the head instead.
+const NUMBERS: i64 = 100_000;
+
+/// How long a missing number may stay missing before the head settles whether it is in
+/// flight or was never committed (an append rolled back after drawing it).
+const GAP_WAIT: Duration = Duration::from_millis(20);
+
+/// The end of the run of consecutive numbers from `position + 1` in `numbers` (ascending).
+fn contiguous(position: i64, numbers: &[i64]) -> i64 {
+    let mut end = position;
+    for n in numbers {
+        if *n != end + 1 {
+            break;
+        }
+        end = *n;
+    }
+    end
 }
 
 /// Receives the table's notifications on a connection of its own, reconnecting when it is
@@ -101,6 +127,7 @@ impl Subscription {
                 wakeups,
                 poll_interval,
                 stop,
+                gap_since: None,
             },
             listener,
         ))
@@ -160,14 +187,35 @@ impl Subscription {
         if !events.is_empty() {
             return Ok(Some(events));
         }
-        // Seen before the head is read: a commit after this wakes the wait below.
+        // Seen before the log is looked at: a commit after this wakes the wait below.
         self.wakeups.borrow_and_update();
-        let head = store.head(Timeout::StoreDefault).await?;
-        if head > self.reader.position() {
-            self.reader.extend_to(head);
+        let position = self.reader.position();
+        let (last, numbers) = store.numbers_after(position, NUMBERS).await?;
+        let complete = contiguous(position, &numbers);
+        let precise = last - position > NUMBERS
+            || self
+                .gap_since
+                .is_some_and(|since| since.elapsed() >= GAP_WAIT && complete == position);
+        if precise {
+            // A backlog, or a gap that stays: the head, which waits out the writers in flight.
+            self.gap_since = None;
+            let head = store.head(Timeout::StoreDefault).await?;
+            if head > position {
+                self.reader.extend_to(head);
+                return Ok(None);
+            }
+        } else if complete > position {
+            self.gap_since = (complete < last).then(tokio::time::Instant::now);
+            self.reader.extend_to(complete);
             return Ok(None);
+        } else if complete < last {
+            self.gap_since.get_or_insert_with(tokio::time::Instant::now);
         }
-        let poll = tokio::time::sleep(self.poll_interval);
+        let poll = tokio::time::sleep(if self.gap_since.is_some() {
+            GAP_WAIT.min(self.poll_interval)
+        } else {
+            self.poll_interval
+        });
         let until = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d).await,
@@ -235,5 +283,18 @@ impl Listener {
                 () = self.wake.closed() => return listening,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contiguous;
+
+    #[test]
+    fn the_settled_position_stops_at_the_first_missing_number() {
+        assert_eq!(contiguous(10, &[]), 10);
+        assert_eq!(contiguous(10, &[11, 12, 13]), 13);
+        assert_eq!(contiguous(10, &[11, 13, 14]), 11);
+        assert_eq!(contiguous(10, &[12, 13]), 10);
     }
 }

@@ -126,6 +126,19 @@ impl Compiler {
             order,
         } = page;
         let range = format!("sequence_number > {lower} AND sequence_number <= {upper}");
+        if lookup.keys.is_empty() {
+            // Event types only: the event-type index yields the events themselves.
+            let types = self.bind(SqlParam::TextArray(lookup.types.clone()));
+            let ctes = format!(
+                "candidate AS MATERIALIZED (SELECT * FROM (\
+                     SELECT c.* FROM unnest({types}::text[]) AS q(event_type) \
+                     CROSS JOIN LATERAL (SELECT {COLUMNS} FROM {t} \
+                         WHERE event_type = q.event_type AND {range} \
+                         ORDER BY sequence_number {order} LIMIT {limit}) AS c) AS u \
+                 ORDER BY sequence_number {order} LIMIT {limit})"
+            );
+            return (ctes, "candidate AS e".to_owned());
+        }
         let keys = self.bind(SqlParam::BigIntArray(lookup.keys.clone()));
         let mut parts = vec![format!(
             "SELECT c.sequence_number, c.tid FROM unnest({keys}::bigint[]) AS q(key) \

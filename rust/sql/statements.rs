@@ -260,6 +260,23 @@ pub fn head_mark(table: &TableName) -> Statement {
     }
 }
 
+/// The last sequence number handed out (0 when none), and the visible sequence numbers
+/// above `$1` up to it, at most `$2`, ascending (a walk of the primary key).
+pub fn numbers_after(table: &TableName, after: i64, limit: i64) -> Statement {
+    Statement {
+        plan_per_call: false,
+        sql: format!(
+            "SELECT s.last, ARRAY(SELECT sequence_number FROM {} \
+                 WHERE sequence_number > $1 AND sequence_number <= s.last \
+                 ORDER BY sequence_number LIMIT $2) \
+             FROM (SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS last FROM {}) AS s",
+            table.quoted(),
+            table.sequence_quoted()
+        ),
+        params: vec![SqlParam::BigInt(after), SqlParam::BigInt(limit)],
+    }
+}
+
 /// How many of the transactions `$3` still hold a writer's lock.
 pub fn writers_still_running(table: &TableName, transactions: Vec<String>) -> Statement {
     let mut params = writers_lock(table);
@@ -726,7 +743,7 @@ mod tests {
             5,
             false,
         );
-        assert!(s.sql.contains("CROSS JOIN LATERAL (SELECT sequence_number FROM \"events\" WHERE event_type = q.event_type"), "{}", s.sql);
+        assert!(s.sql.contains("CROSS JOIN LATERAL (SELECT sequence_number, occurred_at, event_type, payload, metadata, id FROM \"events\" WHERE event_type = q.event_type"), "{}", s.sql);
     }
 
     #[test]
