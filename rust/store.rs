@@ -137,6 +137,8 @@ pub struct EventStore {
     table: TableName,
     snapshots: TableName,
     timeout: Option<Duration>,
+    /// The listener its subscriptions share.
+    wakeups: crate::subscription::Wakeups,
 }
 
 impl std::fmt::Debug for EventStore {
@@ -209,6 +211,7 @@ impl EventStore {
                 .unwrap_or_else(|| config.table.snapshots()),
             table: config.table,
             timeout: config.timeout,
+            wakeups: crate::subscription::Wakeups::default(),
         })
     }
 
@@ -268,6 +271,11 @@ impl EventStore {
             },
             other => other,
         }
+    }
+
+    /// Where its subscriptions find their shared listener.
+    pub(crate) fn wakeups(&self) -> crate::subscription::Wakeups {
+        std::sync::Arc::clone(&self.wakeups)
     }
 
     /// Opens connections of their own to the primary.

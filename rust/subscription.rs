@@ -15,7 +15,7 @@
 //! lets notifications coalesce.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -88,39 +88,56 @@ fn contiguous(position: i64, numbers: &[i64]) -> i64 {
 }
 
 /// Receives the table's notifications on a connection of its own, reconnecting when it is
-/// lost (each reconnection wakes the subscription: it may have missed some), until the
-/// subscription stops. Run it on a runtime that runs all the time, so notifications are read
-/// as they come whatever the consumer does.
+/// lost (each reconnection wakes the subscriptions: they may have missed some), for every
+/// subscription of one store, until the last is dropped. Run it on a runtime that runs all
+/// the time, so notifications are read as they come whatever the consumers do.
 pub struct Listener {
     dialer: Dialer,
     channel: String,
-    wake: watch::Sender<u64>,
-    stop: Arc<Stop>,
+    wake: Arc<watch::Sender<u64>>,
+    /// Where the store finds this listener to share it.
+    slot: Arc<Mutex<Weak<watch::Sender<u64>>>>,
 }
+
+/// The wake-ups of a store's subscriptions: the sender of the store's running listener, if
+/// any.
+pub type Wakeups = Arc<Mutex<Weak<watch::Sender<u64>>>>;
 
 impl Subscription {
     /// A subscription to the events of `filter` above `after`, delivered in pages of at most
-    /// `batch_size`, and the listener that wakes it.
+    /// `batch_size`, and, when the store's subscriptions have none running, the listener
+    /// that wakes them, to run.
     pub fn new(
         store: &EventStore,
         filter: Filter,
         after: i64,
         batch_size: usize,
         poll_interval: Duration,
-    ) -> Result<(Self, Listener)> {
+    ) -> Result<(Self, Option<Listener>)> {
         if poll_interval.is_zero() {
             return Err(Error::invalid("poll_interval must be positive"));
         }
         let mut reader = Reader::new(store.table(), filter, after, None, false, batch_size)?;
         reader.extend_to(after);
-        let (wake, wakeups) = watch::channel(0);
-        let stop = Arc::new(Stop::default());
-        let listener = Listener {
-            dialer: store.dialer(),
-            channel: crate::keys::channel(store.table()),
-            wake,
-            stop: Arc::clone(&stop),
+        let slot = store.wakeups();
+        let mut running = slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (wakeups, listener) = match running.upgrade() {
+            Some(wake) => (wake.subscribe(), None),
+            None => {
+                let (wake, wakeups) = watch::channel(0);
+                let wake = Arc::new(wake);
+                *running = Arc::downgrade(&wake);
+                let listener = Listener {
+                    dialer: store.dialer(),
+                    channel: crate::keys::channel(store.table()),
+                    wake,
+                    slot: Arc::clone(&slot),
+                };
+                (wakeups, Some(listener))
+            }
         };
+        drop(running);
+        let stop = Arc::new(Stop::default());
         Ok((
             Self {
                 reader,
@@ -233,20 +250,32 @@ impl Subscription {
 }
 
 impl Listener {
-    /// Runs until the subscription stops or is dropped.
+    /// Runs until the store's last subscription is dropped.
     pub async fn run(self) {
         let mut pause = Duration::from_millis(50);
-        while !self.stop.is_stopped() && !self.wake.is_closed() {
+        while !self.is_done() {
             if self.listen().await {
                 pause = Duration::from_millis(50);
             }
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
-                () = self.stop.stopped() => {}
                 () = self.wake.closed() => {}
             }
             pause = (pause * 2).min(MAX_PAUSE);
         }
+    }
+
+    /// Whether no subscription is left; if so, the store starts a new listener for the next.
+    fn is_done(&self) -> bool {
+        let mut slot = self
+            .slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let done = self.wake.is_closed();
+        if done {
+            *slot = Weak::new();
+        }
+        done
     }
 
     fn wake(&self) {
@@ -279,7 +308,6 @@ impl Listener {
                     Some(Ok(_)) => {}
                     Some(Err(_)) | None => return listening,
                 },
-                () = self.stop.stopped() => return listening,
                 () = self.wake.closed() => return listening,
             }
         }

@@ -312,8 +312,10 @@ impl PyEventStore {
         let (subscription, listener) =
             Subscription::new(&store, (*filter.inner).clone(), after, batch_size, poll)
                 .or_raise(py)?;
-        spawn_background(listener.run())
-            .map_err(|e| interface_error(py, &format!("cannot start the runtime: {e}")))?;
+        if let Some(listener) = listener {
+            spawn_background(listener.run())
+                .map_err(|e| interface_error(py, &format!("cannot start the runtime: {e}")))?;
+        }
         Ok(PySubscription::new(store, subscription, self.calls))
     }
 
