@@ -65,11 +65,15 @@ pub struct Subscription {
     stop: Arc<Stop>,
     /// Since when a number above the position has been missing.
     gap_since: Option<tokio::time::Instant>,
+    last_look: Option<tokio::time::Instant>,
 }
 
 /// Most sequence numbers one look at the log fetches; a subscription further behind reads
 /// up to the head instead.
 const NUMBERS: i64 = 100_000;
+
+/// The shortest time between two looks at the log of one subscription.
+const COALESCE: Duration = Duration::from_millis(2);
 
 /// How long a missing number may stay missing before the head settles whether it is in
 /// flight or was never committed (an append rolled back after drawing it).
@@ -121,20 +125,19 @@ impl Subscription {
         reader.extend_to(after);
         let slot = store.wakeups();
         let mut running = slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (wakeups, listener) = match running.upgrade() {
-            Some(wake) => (wake.subscribe(), None),
-            None => {
-                let (wake, wakeups) = watch::channel(0);
-                let wake = Arc::new(wake);
-                *running = Arc::downgrade(&wake);
-                let listener = Listener {
-                    dialer: store.dialer(),
-                    channel: crate::keys::channel(store.table()),
-                    wake,
-                    slot: Arc::clone(&slot),
-                };
-                (wakeups, Some(listener))
-            }
+        let (wakeups, listener) = if let Some(wake) = running.upgrade() {
+            (wake.subscribe(), None)
+        } else {
+            let (wake, wakeups) = watch::channel(0);
+            let wake = Arc::new(wake);
+            *running = Arc::downgrade(&wake);
+            let listener = Listener {
+                dialer: store.dialer(),
+                channel: crate::keys::channel(store.table()),
+                wake,
+                slot: Arc::clone(&slot),
+            };
+            (wakeups, Some(listener))
         };
         drop(running);
         let stop = Arc::new(Stop::default());
@@ -145,6 +148,7 @@ impl Subscription {
                 poll_interval,
                 stop,
                 gap_since: None,
+                last_look: None,
             },
             listener,
         ))
@@ -204,6 +208,15 @@ impl Subscription {
         if !events.is_empty() {
             return Ok(Some(events));
         }
+        // At most one look every COALESCE: under a stream of commits, each look then finds
+        // several, instead of each costing a look (and the writers' server the work).
+        if let Some(next) = self.last_look.map(|t| t + COALESCE) {
+            tokio::select! {
+                () = tokio::time::sleep_until(next) => {}
+                () = self.stop.stopped() => return Ok(None),
+            }
+        }
+        self.last_look = Some(tokio::time::Instant::now());
         // Seen before the log is looked at: a commit after this wakes the wait below.
         self.wakeups.borrow_and_update();
         let position = self.reader.position();
