@@ -323,7 +323,11 @@ def eventsourcing_recorder(server: Server, events: int, pool_size: int = 8) -> A
 
     # Its DDL names the events table unqualified, so it lives in the default schema.
     datastore = PostgresDatastore(**server.libpq_params(), pool_size=pool_size)
-    return PostgresDCBRecorderTT(datastore, events_table_name=f"es{events}")
+    recorder = PostgresDCBRecorderTT(datastore, events_table_name=f"es{events}")
+    # Its append functions are named per schema, not per table: made again here, they write
+    # to this store's tables, whichever store of another size made them last.
+    recorder.create_table()
+    return recorder
 
 
 def prime_eventsourcing(server: Server, events: int) -> str:

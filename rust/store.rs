@@ -594,30 +594,27 @@ impl EventStore {
                 }
                 return numbers(&inserted);
             };
-            let mut rows = match outcome {
-                Ok(rows) => rows,
+            let (inserted, found) = match outcome {
+                Ok(mut rows) => (
+                    rows.pop().unwrap_or_default(),
+                    rows.pop().unwrap_or_default(),
+                ),
                 // Another append stored one of the ids first, and committed while this one
-                // waited to insert it: look again.
-                Err(e) if e.sqlstate() == Some("23505") => vec![vec![]; 3],
+                // waited to insert it.
+                Err(e) if e.sqlstate() == Some(UNIQUE_VIOLATION) => (vec![], vec![]),
                 Err(e) => return Err(e),
             };
-            let (inserted, mut found) = (
-                rows.pop().unwrap_or_default(),
-                rows.pop().unwrap_or_default(),
-            );
-            if inserted.is_empty() && found.is_empty() {
-                // Nothing stored: the guard failed, or another append stored one of the ids
-                // and committed between this one's look-up and its insert. A new look-up
-                // tells.
-                found = self.read_rows(stored).await?;
-                if found.is_empty() {
-                    return Err(conflict());
-                }
+            if !found.is_empty() {
+                return already_stored(&found, events.len());
             }
-            if found.is_empty() {
-                numbers(&inserted)
-            } else {
-                already_stored(&found, events.len())
+            if !inserted.is_empty() {
+                return numbers(&inserted);
+            }
+            // Nothing stored: the guard failed, or another append stored one of the ids and
+            // committed after this one looked. A new look tells.
+            match self.read_rows(stored).await? {
+                found if found.is_empty() => Err(conflict()),
+                found => already_stored(&found, events.len()),
             }
         })
         .await
@@ -642,6 +639,24 @@ impl EventStore {
         if events.is_empty() {
             return Err(Error::invalid("an import batch needs at least one event"));
         }
+        match self.import_once(events, timeout).await {
+            // An append stored one of the ids while the batch was loaded: it may be this
+            // batch, stored by a rerun; a new look tells.
+            Err(e) if e.sqlstate() == Some(UNIQUE_VIOLATION) => {
+                let found = self
+                    .read_rows(&sql::stored_ids(&self.table, events))
+                    .await?;
+                if found.is_empty() {
+                    Err(e)
+                } else {
+                    already_stored(&found, events.len())
+                }
+            }
+            done => done,
+        }
+    }
+
+    async fn import_once(&self, events: &[StorableEvent], timeout: Timeout) -> Result<Vec<i64>> {
         let lock = sql::lock(guard::for_writer(&self.table, events));
         let stored = events
             .iter()
@@ -823,6 +838,9 @@ impl EventStore {
     }
 }
 
+/// The SQLSTATE of a duplicate key: here, an event id stored already.
+const UNIQUE_VIOLATION: &str = "23505";
+
 fn numbers(rows: &[Row]) -> Result<Vec<i64>> {
     Ok(rows
         .iter()
@@ -835,7 +853,7 @@ fn numbers(rows: &[Row]) -> Result<Vec<i64>> {
 /// as it was stored.
 fn already_stored(found: &[Row], count: usize) -> Result<Vec<i64>> {
     let integrity = |message: String| Error::Database {
-        sqlstate: "23505".to_owned(),
+        sqlstate: UNIQUE_VIOLATION.to_owned(),
         message,
         detail: None,
     };

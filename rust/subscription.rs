@@ -124,7 +124,9 @@ impl Subscription {
         let mut reader = Reader::new(store.table(), filter, after, None, false, batch_size)?;
         reader.extend_to(after);
         let slot = store.wakeups();
-        let mut running = slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut running = slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (wakeups, listener) = if let Some(wake) = running.upgrade() {
             (wake.subscribe(), None)
         } else {

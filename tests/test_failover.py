@@ -283,3 +283,32 @@ def test_a_server_down_for_good_fails_one_call_late_and_the_next_at_once(server:
         assert time.monotonic() - started < 1.0
         server.start()
         assert store.query(EVERYTHING).events == []
+
+
+def test_a_subscription_goes_on_through_a_restart_without_losing_or_repeating_events(
+    server: Server,
+) -> None:
+    """Writers append while the server restarts under a live subscription: every stored
+    event is delivered once, in order, and every acknowledged one is among them."""
+    dsn = tcp(server)
+    with EventStore(dsn, table=TABLE) as store:
+        store.create_schema()
+        delivered: list[int] = []
+        sub = store.subscribe(poll_interval=0.2)
+        consumer = threading.Thread(target=lambda: delivered.extend(e.sequence_number for e in sub))
+        consumer.start()
+        with Load(store) as load:
+            time.sleep(0.5)
+            server.stop("fast")
+            time.sleep(0.5)
+            server.start()
+            time.sleep(1.5)
+        stored = [e.sequence_number for e in store.read()]
+        deadline = time.monotonic() + 30
+        while len(delivered) < len(stored) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sub.close()
+        consumer.join(10)
+    assert delivered == stored, "delivered once each, in order"
+    assert set(load.acknowledged.values()) <= set(stored)
+    assert len(stored) > 100

@@ -15,6 +15,7 @@ use super::event::PyStorableEvent;
 use super::filter::PyFilter;
 use super::reading::{PyReader, PySubscription};
 use super::runtime::{spawn_background, Calls};
+use crate::event::StorableEvent;
 use crate::sql::statements;
 use crate::store::{Consistency, EventStore, Reader, StoreConfig, Timeout};
 use crate::subscription::Subscription;
@@ -70,6 +71,11 @@ impl<'a, 'py> FromPyObject<'a, 'py> for CallTimeout {
 }
 
 const STORE_DEFAULT: CallTimeout = CallTimeout(Timeout::StoreDefault);
+
+/// The engine's events, out of their Python wrappers (the call outlives the borrow).
+fn owned(events: &[PyRef<'_, PyStorableEvent>]) -> Vec<StorableEvent> {
+    events.iter().map(|e| e.inner.clone()).collect()
+}
 
 fn consistency(eventual: bool) -> Consistency {
     if eventual {
@@ -227,7 +233,7 @@ impl PyEventStore {
         timeout: CallTimeout,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (store, filter) = (self.store(py)?, Arc::clone(&filter.inner));
-        let events: Vec<_> = events.iter().map(|e| e.inner.clone()).collect();
+        let events = owned(&events);
         self.calls.run(py, async move {
             store
                 .append(&filter, expected_max_sequence_number, &events, timeout.0)
@@ -243,7 +249,7 @@ impl PyEventStore {
         timeout: CallTimeout,
     ) -> PyResult<Bound<'py, PyAny>> {
         let store = self.store(py)?;
-        let events: Vec<_> = events.iter().map(|e| e.inner.clone()).collect();
+        let events = owned(&events);
         self.calls.run(py, async move {
             store.append_unconditionally(&events, timeout.0).await
         })
@@ -258,7 +264,7 @@ impl PyEventStore {
         timeout: CallTimeout,
     ) -> PyResult<Bound<'py, PyAny>> {
         let store = self.store(py)?;
-        let events: Vec<_> = events.iter().map(|e| e.inner.clone()).collect();
+        let events = owned(&events);
         self.calls
             .run(py, async move { store.import(&events, timeout.0).await })
     }
