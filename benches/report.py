@@ -194,7 +194,8 @@ def _read_side(groups: dict[str, dict[str, dict[str, Any]]], verdicts: list[Any]
         group("read side: head"),
         group("read side: live"),
     )
-    if not (catch_up and head and live):
+    imported = group("read side: import")
+    if not (catch_up and head and live and imported):
         return []
     lines = ["| read side | this library | baseline | target |", "|---|---|---|---|"]
 
@@ -226,6 +227,14 @@ def _read_side(groups: dict[str, dict[str, dict[str, Any]]], verdicts: list[Any]
         "—",
         "< 0.3 ms",
         h["median"] < 0.3e-3,
+    )
+    load = next(iter(imported.values()))
+    row(
+        f"`import_events()` of the data set ({load['extra']['events']:,} events, generator included)",
+        f"{load['median']:.1f} s",
+        "—",
+        "< 60 s",
+        load["median"] < 60,
     )
     x = next(iter(live.values()))["extra"]
     row(

@@ -72,6 +72,24 @@ print(json.dumps([n, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - befor
     return float(grown)
 
 
+@pytest.mark.benchmark(group="read side: import")
+def test_import(benchmark: Any, server: stores.Server) -> None:
+    """The 1M data set, from its generator, through `import_events` into a new table."""
+    table = f"import_{uuid.uuid4().hex[:12]}"
+    store = EventStore(server.dsn, table=table, timeout=None)
+    store.create_schema()
+
+    def load() -> int:
+        _, rows = dataset.generate(EVENTS)
+        events = (Event(r.event_type, r.payload_json(), occurred_at=r.occurred_at) for r in rows)
+        return store.import_events(events)
+
+    assert benchmark.pedantic(load, rounds=1, iterations=1) == EVENTS
+    benchmark.extra_info["events"] = EVENTS
+    store._native.drop_table()
+    store.close()
+
+
 @pytest.mark.benchmark(group="read side: head")
 def test_head(benchmark: Any, server: stores.Server, shape: Any) -> None:
     with EventStore(server.dsn, table=f"bench_{EVENTS}.events") as store:
