@@ -28,6 +28,11 @@ use crate::sql::statements as sql;
 use crate::table::TableName;
 use crate::time;
 
+/// Where a store's subscriptions find the wake-ups of their shared listener
+/// ([`crate::subscription`]): its sender, while one runs.
+pub(crate) type Wakeups =
+    std::sync::Arc<std::sync::Mutex<std::sync::Weak<tokio::sync::watch::Sender<u64>>>>;
+
 /// The largest pool: far above PostgreSQL's default `max_connections` (100).
 pub const MAX_POOL_SIZE: usize = 1000;
 
@@ -138,7 +143,7 @@ pub struct EventStore {
     snapshots: TableName,
     timeout: Option<Duration>,
     /// The listener its subscriptions share.
-    wakeups: crate::subscription::Wakeups,
+    wakeups: Wakeups,
 }
 
 impl std::fmt::Debug for EventStore {
@@ -211,7 +216,7 @@ impl EventStore {
                 .unwrap_or_else(|| config.table.snapshots()),
             table: config.table,
             timeout: config.timeout,
-            wakeups: crate::subscription::Wakeups::default(),
+            wakeups: Wakeups::default(),
         })
     }
 
@@ -274,7 +279,7 @@ impl EventStore {
     }
 
     /// Where its subscriptions find their shared listener.
-    pub(crate) fn wakeups(&self) -> crate::subscription::Wakeups {
+    pub(crate) fn wakeups(&self) -> Wakeups {
         std::sync::Arc::clone(&self.wakeups)
     }
 

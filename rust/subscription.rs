@@ -15,7 +15,7 @@
 //! lets notifications coalesce.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -26,12 +26,12 @@ use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
 use crate::filter::Filter;
 use crate::pool::Dialer;
-use crate::store::{EventStore, Reader, Timeout};
+use crate::store::{EventStore, Reader, Timeout, Wakeups};
 
 /// The longest pause between attempts when the server cannot be reached.
 const MAX_PAUSE: Duration = Duration::from_secs(2);
 
-/// Stops a subscription and its listener, from any thread.
+/// Stops a subscription, from any thread.
 #[derive(Debug, Default)]
 pub struct Stop {
     stopped: AtomicBool,
@@ -100,12 +100,8 @@ pub struct Listener {
     channel: String,
     wake: Arc<watch::Sender<u64>>,
     /// Where the store finds this listener to share it.
-    slot: Arc<Mutex<Weak<watch::Sender<u64>>>>,
+    slot: Wakeups,
 }
-
-/// The wake-ups of a store's subscriptions: the sender of the store's running listener, if
-/// any.
-pub type Wakeups = Arc<Mutex<Weak<watch::Sender<u64>>>>;
 
 impl Subscription {
     /// A subscription to the events of `filter` above `after`, delivered in pages of at most

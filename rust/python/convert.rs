@@ -1,20 +1,22 @@
 //! Values between the engine and Python, built directly (no JSON text round trip): JSON
-//! values, instants, and the facade's result classes, filled by field name.
+//! values, instants, and the facade's result classes, filled by field name; and the calls'
+//! time limits.
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
-    PyDateAccess, PyDateTime, PyDelta, PyDeltaAccess, PyDict, PyList, PyTimeAccess, PyTuple,
-    PyType, PyTzInfo,
+    PyBool, PyDateAccess, PyDateTime, PyDelta, PyDeltaAccess, PyDict, PyFloat, PyInt, PyList,
+    PyTimeAccess, PyTuple, PyType, PyTzInfo,
 };
 use serde_json::{Map, Number, Value};
+use std::time::Duration;
 
 use super::errors::invalid;
 use crate::event::RecordedEvent;
 use crate::input::canonical_number;
-use crate::store::{QueryResult, Snapshot};
+use crate::store::{QueryResult, Snapshot, Timeout};
 use crate::time::{self, Civil};
 
 /// A JSON number as Python holds it without loss. PostgreSQL keeps jsonb numbers as exact
@@ -281,3 +283,54 @@ impl<'py> IntoPyObject<'py> for SnapshotRow {
         facade_class(py, &CLASS, "dynamic_streams.snapshots", "Snapshot")?.call((), Some(&fields))
     }
 }
+
+/// The argument that stands for the store's default timeout.
+#[pyclass(frozen, module = "dynamic_streams._native", name = "StoreDefault")]
+pub struct PyStoreDefault;
+
+#[pymethods]
+impl PyStoreDefault {
+    #[allow(clippy::unused_self)] // a method, for Python
+    fn __repr__(&self) -> &'static str {
+        "STORE_DEFAULT"
+    }
+}
+
+/// A positive, finite number of seconds; `what` names the argument in the error.
+pub fn seconds(what: &str, value: &Bound<'_, PyAny>) -> PyResult<Duration> {
+    let number = !value.is_instance_of::<PyBool>()
+        && (value.is_instance_of::<PyFloat>() || value.is_instance_of::<PyInt>());
+    number
+        .then(|| value.extract::<f64>().ok())
+        .flatten()
+        .and_then(|t| Duration::try_from_secs_f64(t).ok())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            invalid(
+                value.py(),
+                format!("{what} must be a positive, finite number of seconds"),
+            )
+        })
+}
+
+/// A call's `timeout` argument: `STORE_DEFAULT`, None (no limit) or seconds.
+pub struct CallTimeout(pub Timeout);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for CallTimeout {
+    type Error = PyErr;
+
+    fn extract(value: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        Ok(Self(if value.is_none() {
+            Timeout::Unlimited
+        } else if value.is_instance_of::<PyStoreDefault>() {
+            Timeout::StoreDefault
+        } else {
+            Timeout::After(seconds(
+                "timeout (seconds, None for no limit, or STORE_DEFAULT)",
+                &value,
+            )?)
+        }))
+    }
+}
+
+pub const STORE_DEFAULT: CallTimeout = CallTimeout(Timeout::StoreDefault);

@@ -39,8 +39,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<store::PyEventStore>()?;
     m.add_class::<reading::PyReader>()?;
     m.add_class::<reading::PySubscription>()?;
-    m.add_class::<store::PyStoreDefault>()?;
-    m.add("STORE_DEFAULT", store::PyStoreDefault)?;
+    m.add_class::<convert::PyStoreDefault>()?;
+    m.add("STORE_DEFAULT", convert::PyStoreDefault)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -7,9 +7,8 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use tokio::sync::Mutex;
 
-use super::convert::Events;
+use super::convert::{CallTimeout, Events};
 use super::runtime::Calls;
-use super::store::CallTimeout;
 use crate::store::{EventStore, Reader};
 use crate::subscription::{Stop, Subscription};
 

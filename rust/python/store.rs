@@ -4,12 +4,11 @@
 
 use std::mem::ManuallyDrop;
 use std::sync::Arc;
-use std::time::Duration;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyFloat, PyInt};
+use pyo3::types::PyFloat;
 
-use super::convert::{Rows, SnapshotRow};
+use super::convert::{seconds, CallTimeout, Rows, SnapshotRow, STORE_DEFAULT};
 use super::errors::{interface_error, invalid, OrRaise};
 use super::event::PyStorableEvent;
 use super::filter::PyFilter;
@@ -17,60 +16,9 @@ use super::reading::{PyReader, PySubscription};
 use super::runtime::{spawn_background, Calls};
 use crate::event::StorableEvent;
 use crate::sql::statements;
-use crate::store::{Consistency, EventStore, Reader, StoreConfig, Timeout};
+use crate::store::{Consistency, EventStore, Reader, StoreConfig};
 use crate::subscription::Subscription;
 use crate::table::TableName;
-
-/// The argument that stands for the store's default timeout.
-#[pyclass(frozen, module = "dynamic_streams._native", name = "StoreDefault")]
-pub struct PyStoreDefault;
-
-#[pymethods]
-impl PyStoreDefault {
-    #[allow(clippy::unused_self)] // a method, for Python
-    fn __repr__(&self) -> &'static str {
-        "STORE_DEFAULT"
-    }
-}
-
-/// A positive, finite number of seconds; `what` names the argument in the error.
-fn seconds(what: &str, value: &Bound<'_, PyAny>) -> PyResult<Duration> {
-    let number = !value.is_instance_of::<PyBool>()
-        && (value.is_instance_of::<PyFloat>() || value.is_instance_of::<PyInt>());
-    number
-        .then(|| value.extract::<f64>().ok())
-        .flatten()
-        .and_then(|t| Duration::try_from_secs_f64(t).ok())
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| {
-            invalid(
-                value.py(),
-                format!("{what} must be a positive, finite number of seconds"),
-            )
-        })
-}
-
-/// A call's `timeout` argument: `STORE_DEFAULT`, None (no limit) or seconds.
-pub struct CallTimeout(pub Timeout);
-
-impl<'a, 'py> FromPyObject<'a, 'py> for CallTimeout {
-    type Error = PyErr;
-
-    fn extract(value: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
-        Ok(Self(if value.is_none() {
-            Timeout::Unlimited
-        } else if value.is_instance_of::<PyStoreDefault>() {
-            Timeout::StoreDefault
-        } else {
-            Timeout::After(seconds(
-                "timeout (seconds, None for no limit, or STORE_DEFAULT)",
-                &value,
-            )?)
-        }))
-    }
-}
-
-const STORE_DEFAULT: CallTimeout = CallTimeout(Timeout::StoreDefault);
 
 /// The engine's events, out of their Python wrappers (the call outlives the borrow).
 fn owned(events: &[PyRef<'_, PyStorableEvent>]) -> Vec<StorableEvent> {
