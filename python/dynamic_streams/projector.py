@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from dynamic_streams.errors import InvalidInputError
@@ -41,24 +42,74 @@ def _dbapi(sql: str) -> str:
     return re.sub(r"\$\d+", "%s", sql)
 
 
+# Each step that may wait (a store call, the handler, the connection) is yielded as a thunk
+# and sent back its result; a failure is thrown back in. The sync projector calls the
+# thunks, the asyncio one also awaits what they return: the steps are written once.
+_Steps = Generator[Callable[[], Any], Any, Any]
+
+
+def _drive(steps: _Steps) -> Any:
+    result: Any = None
+    failure: BaseException | None = None
+    while True:
+        try:
+            step = steps.throw(failure) if failure is not None else steps.send(result)
+        except StopIteration as done:
+            return done.value
+        try:
+            result, failure = step(), None
+        except BaseException as err:  # thrown into the steps, which may roll back
+            result, failure = None, err
+
+
+async def _drive_async(steps: _Steps) -> Any:
+    result: Any = None
+    failure: BaseException | None = None
+    while True:
+        try:
+            step = steps.throw(failure) if failure is not None else steps.send(result)
+        except StopIteration as done:
+            return done.value
+        try:
+            result, failure = step(), None
+            if inspect.isawaitable(result):
+                result = await result
+        except BaseException as err:
+            result, failure = None, err
+
+
 class _Base:
-    __slots__ = ("_filter", "_handler", "_load", "_name", "_poll", "_save", "_stopped", "_sub")
+    __slots__ = (
+        "_connection",
+        "_filter",
+        "_handler",
+        "_load",
+        "_name",
+        "_poll",
+        "_save",
+        "_stopped",
+        "_store",
+        "_sub",
+    )
 
     def __init__(
         self,
-        store: EventStore | AsyncEventStore,
+        store: Any,
         name: str,
         filter: EventFilter | None,
         handler: Callable[[RecordedEvent], Any],
+        connection: Any,
         poll_interval: float,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise InvalidInputError("a projector needs a name (its checkpoint's)")
         if not callable(handler):
             raise TypeError("the handler must be callable")
+        self._store = store
         self._name = name
         self._filter = filter
         self._handler = handler
+        self._connection = connection
         self._poll = poll_interval
         self._stopped = False
         load, save = store._native.checkpoint_sql
@@ -75,11 +126,44 @@ class _Base:
         if self._sub is not None:
             self._sub.close()
 
+    def _position(self) -> _Steps:
+        conn = self._connection
+        if conn is None:
+            saved = yield lambda: self._store.checkpoint(self._name)
+            return saved or 0
+        cursor = conn.cursor()
+        try:
+            yield lambda: cursor.execute(self._load, (self._name,))
+            row = yield cursor.fetchone
+        finally:
+            yield cursor.close
+            yield conn.rollback  # ends the read's transaction
+        return 0 if row is None else int(row[0])
+
+    def _handle(self, page: list[RecordedEvent]) -> _Steps:
+        last = page[-1].sequence_number
+        conn = self._connection
+        if conn is None:
+            for event in page:
+                yield partial(self._handler, event)
+            yield lambda: self._store.save_checkpoint(self._name, last)
+            return
+        try:
+            for event in page:
+                yield partial(self._handler, event)
+            cursor = conn.cursor()
+            yield lambda: cursor.execute(self._save, (self._name, last))
+            yield cursor.close
+            yield conn.commit
+        except BaseException:
+            yield conn.rollback
+            raise
+
 
 class Projector(_Base):
     """Keeps a read model up to date; see the module's documentation."""
 
-    __slots__ = ("_connection", "_store")
+    __slots__ = ()
 
     def __init__(
         self,
@@ -91,40 +175,11 @@ class Projector(_Base):
         connection: Any = None,
         poll_interval: float = 1.0,
     ) -> None:
-        super().__init__(store, name, filter, handler, poll_interval)
-        self._store = store
-        self._connection = connection
+        super().__init__(store, name, filter, handler, connection, poll_interval)
 
     def position(self) -> int:
         """The sequence number of the last event handled and saved (0: none yet)."""
-        if self._connection is None:
-            return self._store.checkpoint(self._name) or 0
-        cursor = self._connection.cursor()
-        try:
-            cursor.execute(self._load, (self._name,))
-            row = cursor.fetchone()
-        finally:
-            cursor.close()
-            self._connection.rollback()  # ends the read's transaction
-        return 0 if row is None else int(row[0])
-
-    def _handle(self, page: list[RecordedEvent]) -> None:
-        last = page[-1].sequence_number
-        if self._connection is None:
-            for event in page:
-                self._handler(event)
-            self._store.save_checkpoint(self._name, last)
-            return
-        try:
-            for event in page:
-                self._handler(event)
-            cursor = self._connection.cursor()
-            cursor.execute(self._save, (self._name, last))
-            cursor.close()
-            self._connection.commit()
-        except BaseException:
-            self._connection.rollback()
-            raise
+        return int(_drive(self._position()))
 
     def catch_up(self, *, batch_size: int = 1000) -> int:
         """Handle the events stored so far (up to the head as of now); return how many."""
@@ -132,10 +187,10 @@ class Projector(_Base):
         for event in self._store.read(self._filter, after=self.position(), batch_size=batch_size):
             page.append(event)
             if len(page) == batch_size:
-                self._handle(page)
+                _drive(self._handle(page))
                 handled, page = handled + len(page), []
         if page:
-            self._handle(page)
+            _drive(self._handle(page))
             handled += len(page)
         return handled
 
@@ -151,7 +206,7 @@ class Projector(_Base):
                 while not self._stopped:
                     page = sub.poll(self._poll)
                     if page:
-                        self._handle(page)
+                        _drive(self._handle(page))
             finally:
                 self._sub = None
 
@@ -160,7 +215,7 @@ class AsyncProjector(_Base):
     """The asyncio twin of :class:`Projector`: ``await run()`` until :meth:`stop` or
     cancellation."""
 
-    __slots__ = ("_connection", "_store")
+    __slots__ = ()
 
     def __init__(
         self,
@@ -172,45 +227,11 @@ class AsyncProjector(_Base):
         connection: Any = None,
         poll_interval: float = 1.0,
     ) -> None:
-        super().__init__(store, name, filter, handler, poll_interval)
-        self._store = store
-        self._connection = connection
+        super().__init__(store, name, filter, handler, connection, poll_interval)
 
     async def position(self) -> int:
         """The sequence number of the last event handled and saved (0: none yet)."""
-        if self._connection is None:
-            return await self._store.checkpoint(self._name) or 0
-        cursor = self._connection.cursor()
-        try:
-            await cursor.execute(self._load, (self._name,))
-            row = await cursor.fetchone()
-        finally:
-            await cursor.close()
-            await self._connection.rollback()
-        return 0 if row is None else int(row[0])
-
-    async def _call(self, event: RecordedEvent) -> None:
-        result = self._handler(event)
-        if inspect.isawaitable(result):
-            await result
-
-    async def _handle(self, page: list[RecordedEvent]) -> None:
-        last = page[-1].sequence_number
-        if self._connection is None:
-            for event in page:
-                await self._call(event)
-            await self._store.save_checkpoint(self._name, last)
-            return
-        try:
-            for event in page:
-                await self._call(event)
-            cursor = self._connection.cursor()
-            await cursor.execute(self._save, (self._name, last))
-            await cursor.close()
-            await self._connection.commit()
-        except BaseException:
-            await self._connection.rollback()
-            raise
+        return int(await _drive_async(self._position()))
 
     async def catch_up(self, *, batch_size: int = 1000) -> int:
         """Handle the events stored so far; return how many."""
@@ -219,10 +240,10 @@ class AsyncProjector(_Base):
         async for event in self._store.read(self._filter, after=after, batch_size=batch_size):
             page.append(event)
             if len(page) == batch_size:
-                await self._handle(page)
+                await _drive_async(self._handle(page))
                 handled, page = handled + len(page), []
         if page:
-            await self._handle(page)
+            await _drive_async(self._handle(page))
             handled += len(page)
         return handled
 
@@ -238,6 +259,6 @@ class AsyncProjector(_Base):
                 while not self._stopped:
                     page = await sub.poll(self._poll)
                     if page:
-                        await self._handle(page)
+                        await _drive_async(self._handle(page))
             finally:
                 self._sub = None
