@@ -85,6 +85,40 @@ def test_with_the_read_models_connection_each_event_counts_exactly_once(
         conn.commit()
 
 
+def test_an_asyncio_projector_with_the_read_models_connection_counts_each_event_once(
+    event_store: EventStore,
+    async_event_store: AsyncEventStore,
+    event_store_dsn: str,
+    event_store_table: str,
+) -> None:
+    lend(event_store, 12)
+    model = f"{event_store_table}_model"
+
+    async def main() -> tuple[list[int], int]:
+        async with await psycopg.AsyncConnection.connect(event_store_dsn) as conn:
+            await conn.execute(f"CREATE TABLE {model} (i int PRIMARY KEY)")
+            await conn.commit()
+            crashed: list[bool] = []
+
+            async def write(event: RecordedEvent) -> None:
+                if event.payload["i"] == 7 and not crashed:
+                    crashed.append(True)
+                    raise Crash
+                await conn.execute(f"INSERT INTO {model} (i) VALUES (%s)", (event.payload["i"],))
+
+            projector = AsyncProjector(async_event_store, "model", LENT, write, connection=conn)
+            with pytest.raises(Crash):
+                await projector.catch_up(batch_size=5)
+            assert await projector.position() == 5
+            assert await projector.catch_up(batch_size=5) == 7
+            rows = await (await conn.execute(f"SELECT i FROM {model} ORDER BY i")).fetchall()
+            await conn.execute(f"DROP TABLE {model}")
+            await conn.commit()
+            return [r[0] for r in rows], await projector.position()
+
+    assert asyncio.run(main()) == (list(range(12)), 12)
+
+
 def test_a_running_projector_follows_live_appends_until_stopped(event_store: EventStore) -> None:
     lend(event_store, 3)
     seen: list[int] = []
