@@ -625,11 +625,12 @@ impl EventStore {
         .await
     }
 
-    /// The rows of one read-only statement.
+    /// The rows of one read-only statement, in a transaction of its own.
     async fn read_rows(&self, statement: &Statement) -> Result<Vec<Row>> {
+        let begin = begin(true, statement);
         once_more(true, || async {
             let conn = self.conn().await.map_err(Failure::connecting)?;
-            let mut rows = conn.transaction(READ_ONLY, &[statement], None).await?;
+            let mut rows = conn.transaction(begin, &[statement], None).await?;
             conn.release();
             Ok(rows.pop().unwrap_or_default())
         })
@@ -815,14 +816,7 @@ impl EventStore {
                     reader.backwards,
                 )
                 .within_limits()?;
-                let begin = begin(true, &page);
-                let rows = once_more(true, || async {
-                    let conn = self.conn().await.map_err(Failure::connecting)?;
-                    let mut rows = conn.transaction(begin, &[&page], None).await?;
-                    conn.release();
-                    Ok(rows.pop().unwrap_or_default())
-                })
-                .await?;
+                let rows = self.read_rows(&page).await?;
                 let reached: Option<i64> = match rows.first() {
                     Some(row) => row.try_get(6)?,
                     None => None,

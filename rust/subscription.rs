@@ -196,7 +196,8 @@ impl Subscription {
         }
     }
 
-    /// Delivers what is there below the head, or waits for a wake-up (None: nothing yet).
+    /// Delivers what is there up to the settled position, moves that position on, or waits
+    /// for a wake-up (None: nothing to deliver yet).
     async fn step(
         &mut self,
         store: &EventStore,

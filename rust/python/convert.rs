@@ -222,13 +222,8 @@ impl<'py> IntoPyObject<'py> for Rows {
 
     fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
         static CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-        let event_class = recorded_event_class(py)?;
-        let events = PyList::empty(py);
-        for e in &self.0.events {
-            events.append(event(py, event_class, e)?)?;
-        }
         let fields = PyDict::new(py);
-        fields.set_item("events", events)?;
+        fields.set_item("events", event_list(py, &self.0.events)?)?;
         fields.set_item("max_sequence_number", self.0.max_sequence_number)?;
         fields.set_item("from_replica", self.0.from_replica)?;
         facade_class(py, &CLASS, "dynamic_streams.events", "QueryResult")?.call((), Some(&fields))
@@ -244,13 +239,18 @@ impl<'py> IntoPyObject<'py> for Events {
     type Error = PyErr;
 
     fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
-        let class = recorded_event_class(py)?;
-        let events = PyList::empty(py);
-        for e in &self.0 {
-            events.append(event(py, class, e)?)?;
-        }
-        Ok(events.into_any())
+        Ok(event_list(py, &self.0)?.into_any())
     }
+}
+
+/// A list of the facade's `RecordedEvent`.
+fn event_list<'py>(py: Python<'py>, events: &[RecordedEvent]) -> PyResult<Bound<'py, PyList>> {
+    let class = recorded_event_class(py)?;
+    let list = PyList::empty(py);
+    for e in events {
+        list.append(event(py, class, e)?)?;
+    }
+    Ok(list)
 }
 
 /// An event id as a `uuid.UUID`.
