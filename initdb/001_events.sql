@@ -8,7 +8,8 @@ CREATE TABLE IF NOT EXISTS "events" (
     event_type text NOT NULL CHECK (event_type <> ''),
     payload jsonb NOT NULL CHECK (jsonb_typeof(payload) = 'object'),
     metadata jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(metadata) = 'object'),
-    id uuid
+    id uuid,
+    tags text[] NOT NULL DEFAULT '{}'
 ) WITH (autovacuum_vacuum_insert_threshold = 10000, autovacuum_vacuum_insert_scale_factor = 0);
 
 ALTER SEQUENCE "events_seq" OWNED BY "events".sequence_number;

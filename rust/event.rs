@@ -4,6 +4,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+use crate::filter::check_tag;
 use crate::input::{json_object, reject_nul};
 use crate::time;
 
@@ -15,6 +16,7 @@ pub struct StorableEvent {
     metadata: Map<String, Value>,
     occurred_at: i64,
     id: Option<Uuid>,
+    tags: Vec<String>,
 }
 
 impl StorableEvent {
@@ -42,7 +44,27 @@ impl StorableEvent {
             metadata,
             occurred_at: time::check("occurred_at", occurred_at.unwrap_or_else(time::now))?,
             id: None,
+            tags: Vec::new(),
         })
+    }
+
+    /// The event with `tags`: each a non-empty string; a repeated tag is kept once, at its
+    /// first place, and the order is kept for reading back.
+    pub fn with_tags(mut self, tags: Vec<String>) -> Result<Self> {
+        let mut seen = std::collections::HashSet::with_capacity(tags.len());
+        let mut kept = Vec::with_capacity(tags.len());
+        for tag in tags {
+            check_tag(&tag)?;
+            if seen.insert(tag.clone()) {
+                kept.push(tag);
+            }
+        }
+        self.tags = kept;
+        Ok(self)
+    }
+
+    pub fn tags(&self) -> &[String] {
+        &self.tags
     }
 
     /// The event with an id (a UUID in its text form): appending it again, once it is
@@ -87,6 +109,7 @@ pub struct RecordedEvent {
     pub payload: Map<String, Value>,
     pub metadata: Map<String, Value>,
     pub id: Option<Uuid>,
+    pub tags: Vec<String>,
 }
 
 #[cfg(test)]
@@ -103,7 +126,16 @@ mod tests {
         assert_eq!(e.id(), None);
         let id = "67e55044-10b1-426f-9247-bb680e5fe0c8";
         assert_eq!(e.clone().with_id(id).unwrap().id().unwrap().to_string(), id);
-        assert!(e.with_id("67e55044").is_err());
+        assert!(e.clone().with_id("67e55044").is_err());
+        let tags = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+        let tagged = e.clone().with_tags(tags(&["b", "a", "b"])).unwrap();
+        assert_eq!(
+            tagged.tags(),
+            tags(&["b", "a"]),
+            "order kept, repeats dropped"
+        );
+        assert!(e.clone().with_tags(tags(&[""])).is_err());
+        assert!(e.with_tags(tags(&["a\0"])).is_err());
         assert!(StorableEvent::new("T", "{}", None, None)
             .unwrap()
             .metadata()

@@ -80,20 +80,79 @@ impl PredicateGroup {
     }
 }
 
-/// One alternative of a filter: any of `event_types` (if given) AND its predicates (if given).
+/// Tags of one item: the event carries at least one of them (`Any`) or every one (`All`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TagGroup {
+    Any(Vec<String>),
+    All(Vec<String>),
+}
+
+impl TagGroup {
+    pub fn tags(&self) -> &[String] {
+        match self {
+            Self::Any(t) | Self::All(t) => t,
+        }
+    }
+
+    /// Sorted and deduplicated; one tag is the same under ANY and ALL and becomes ALL.
+    fn sanitised(self) -> Result<Self> {
+        let any = matches!(self, Self::Any(_));
+        let mut tags = match self {
+            Self::Any(t) | Self::All(t) => t,
+        };
+        if tags.is_empty() {
+            return Err(Error::invalid(
+                "filter item: a tag group needs at least one tag; an empty group would change what the item matches",
+            ));
+        }
+        for t in &tags {
+            check_tag(t)?;
+        }
+        tags.sort_unstable();
+        tags.dedup();
+        Ok(if any && tags.len() > 1 {
+            Self::Any(tags)
+        } else {
+            Self::All(tags)
+        })
+    }
+}
+
+/// A tag is a non-empty string (PostgreSQL text: no NUL).
+pub fn check_tag(tag: &str) -> Result<()> {
+    reject_nul("a tag", tag)?;
+    if tag.is_empty() {
+        return Err(Error::invalid("a tag must not be empty"));
+    }
+    Ok(())
+}
+
+/// One alternative of a filter: any of `event_types` (if given) AND its predicates (if given)
+/// AND its tags (if given).
 #[derive(Clone, Debug, PartialEq)]
 pub struct FilterItem {
     event_types: Vec<String>,
     predicates: Option<PredicateGroup>,
+    tags: Option<TagGroup>,
 }
 
 impl FilterItem {
     /// Builds an item from event types (any of them) and an optional predicate group.
-    ///
-    /// Blank event types are dropped and duplicates removed; a predicate with an empty key is
-    /// rejected; if the types or the predicates were given but nothing is left of them, or the
-    /// item has neither, it is rejected.
     pub fn new(event_types: Vec<String>, predicates: Option<PredicateGroup>) -> Result<Self> {
+        Self::with_tags(event_types, predicates, None)
+    }
+
+    /// Builds an item from event types (any of them), an optional predicate group and an
+    /// optional tag group.
+    ///
+    /// Blank event types are dropped and duplicates removed; a predicate with an empty key or
+    /// an empty tag is rejected; if the types, predicates or tags were given but nothing is
+    /// left of them, or the item has none of them, it is rejected.
+    pub fn with_tags(
+        event_types: Vec<String>,
+        predicates: Option<PredicateGroup>,
+        tags: Option<TagGroup>,
+    ) -> Result<Self> {
         let types_given = !event_types.is_empty();
         let mut types = Vec::with_capacity(event_types.len());
         for t in event_types {
@@ -149,14 +208,16 @@ impl FilterItem {
             }
         };
 
-        if types.is_empty() && predicates.is_none() {
+        let tags = tags.map(TagGroup::sanitised).transpose()?;
+        if types.is_empty() && predicates.is_none() && tags.is_none() {
             return Err(Error::invalid(
-                "filter item is empty: give event types, predicates or both (use a match-any-event filter on purpose)",
+                "filter item is empty: give event types, predicates, tags or a combination (use a match-any-event filter on purpose)",
             ));
         }
         Ok(Self {
             event_types: types,
             predicates,
+            tags,
         })
     }
 
@@ -166,6 +227,10 @@ impl FilterItem {
 
     pub fn predicates(&self) -> Option<&PredicateGroup> {
         self.predicates.as_ref()
+    }
+
+    pub fn tags(&self) -> Option<&TagGroup> {
+        self.tags.as_ref()
     }
 
     /// A deterministic JSON form of the item, used for ordering items and for a stable
@@ -185,6 +250,17 @@ impl FilterItem {
                 .map(|p| serde_json::json!([p.key, p.value.to_json()]))
                 .collect();
             item.insert(kind.into(), list.into());
+        }
+        // Only items with tags gain a member: the serialisation, and so the hashes keying
+        // snapshots, of every filter without tags stay what they were.
+        match &self.tags {
+            None => {}
+            Some(TagGroup::Any(t)) => {
+                item.insert("tags_any".into(), t.clone().into());
+            }
+            Some(TagGroup::All(t)) => {
+                item.insert("tags_all".into(), t.clone().into());
+            }
         }
         item.into()
     }
@@ -474,6 +550,26 @@ mod tests {
             .after(5)
             .is_err());
         assert!(f.after(-1).is_err());
+    }
+
+    #[test]
+    fn tags_are_sanitised_and_bad_tags_rejected() {
+        let t = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+        let item =
+            FilterItem::with_tags(vec![], None, Some(TagGroup::Any(t(&["b", "a", "b"])))).unwrap();
+        assert_eq!(item.tags(), Some(&TagGroup::Any(t(&["a", "b"]))));
+        let one = FilterItem::with_tags(vec![], None, Some(TagGroup::Any(t(&["a", "a"])))).unwrap();
+        assert_eq!(one.tags(), Some(&TagGroup::All(t(&["a"]))));
+        assert_eq!(
+            one.canonical_json().to_string(),
+            r#"{"tags_all":["a"]}"#,
+            "tags serialise apart from types and predicates"
+        );
+        for bad in [t(&[]), t(&[""]), t(&["a", "b\0"])] {
+            assert!(FilterItem::with_tags(vec![], None, Some(TagGroup::All(bad))).is_err());
+        }
+        let untagged = FilterItem::new(s(&["A"]), None).unwrap();
+        assert_eq!(untagged.canonical_json().to_string(), r#"{"types":["A"]}"#);
     }
 
     #[test]

@@ -79,12 +79,13 @@ impl Wanted {
     }
 
     /// The keys an event carries, in shared mode: the match-all key, its type key, its field
-    /// keys.
+    /// and tag keys.
     fn add_event(&mut self, table: &TableName, event: &StorableEvent) {
         self.all.get_or_insert(false);
         self.shared
             .insert(keys::type_key(table, event.event_type()));
-        self.shared.extend(keys::index_keys(table, event.payload()));
+        self.shared
+            .extend(keys::index_keys(table, event.payload(), event.tags()));
     }
 
     fn into_locks(self, table: &TableName) -> LockSet {

@@ -12,7 +12,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::filter::{Filter, PredicateGroup, PredicateValue};
+use crate::filter::{Filter, PredicateGroup, PredicateValue, TagGroup};
 use crate::table::TableName;
 
 const SCHEME: &[u8] = b"dcb-guard-v1";
@@ -61,6 +61,7 @@ fn key(table: &TableName, parts: &[&[u8]]) -> i64 {
 const ALL: &[u8] = b"all";
 const TYPE: &[u8] = b"type";
 const FIELD: &[u8] = b"field";
+const TAG: &[u8] = b"tag";
 
 pub(crate) fn all_key(table: &TableName) -> i64 {
     key(table, &[ALL])
@@ -74,9 +75,13 @@ fn field_key(table: &TableName, name: &str, canonical_value: &[u8]) -> i64 {
     key(table, &[FIELD, name.as_bytes(), canonical_value])
 }
 
+fn tag_key(table: &TableName, tag: &str) -> i64 {
+    key(table, &[TAG, tag.as_bytes()])
+}
+
 /// Where a filter's events are found in the key index: `keys` to look up for the items with
-/// predicates (the first of an ALL group, each of an ANY group), and the event types of the
-/// items without predicates.
+/// predicates or tags (the first of an ALL group, each of an ANY group), and the event types
+/// of the items with neither.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Lookup {
     pub keys: Vec<i64>,
@@ -91,14 +96,15 @@ impl Lookup {
     }
 }
 
-/// The field keys of an event: one per top-level scalar payload field. They are its rows in
-/// the key index and its locks beyond the type. (A scalar predicate never matches a field
-/// holding an array or object: `{"k":["x"]} @> {"k":"x"}` is false in PostgreSQL.) Sorted,
-/// without duplicates.
-pub fn index_keys(table: &TableName, payload: &Map<String, Value>) -> Vec<i64> {
+/// The field and tag keys of an event: one per top-level scalar payload field, one per tag.
+/// They are its rows in the key index and its locks beyond the type. (A scalar predicate
+/// never matches a field holding an array or object: `{"k":["x"]} @> {"k":"x"}` is false in
+/// PostgreSQL.) Sorted, without duplicates.
+pub fn index_keys(table: &TableName, payload: &Map<String, Value>, tags: &[String]) -> Vec<i64> {
     let mut keys: Vec<i64> = payload
         .iter()
         .filter_map(|(k, v)| scalar(v).map(|s| field_key(table, k, &s)))
+        .chain(tags.iter().map(|t| tag_key(table, t)))
         .collect();
     keys.sort_unstable();
     keys.dedup();
@@ -106,25 +112,34 @@ pub fn index_keys(table: &TableName, payload: &Map<String, Value>) -> Vec<i64> {
 }
 
 /// The key index lookup of `filter`; `None` for a match-any-event filter. Every event the
-/// filter matches carries one of these field keys, or has one of these types.
+/// filter matches carries one of these field or tag keys, or has one of these types. An item
+/// with predicates is looked up by them, else one with tags by its tags, else by its types.
 pub fn lookup(table: &TableName, filter: &Filter) -> Option<Lookup> {
     if filter.matches_any_event() {
         return None;
     }
     let mut found = Lookup::default();
     for item in filter.items() {
-        let preds = match item.predicates() {
-            None => {
-                found.types.extend(item.event_types().iter().cloned());
-                continue;
+        match (item.predicates(), item.tags()) {
+            (Some(group), _) => {
+                let preds = match group {
+                    PredicateGroup::All(p) => &p[..1],
+                    PredicateGroup::Any(p) => &p[..],
+                };
+                found.keys.extend(
+                    preds
+                        .iter()
+                        .map(|p| field_key(table, &p.key, &predicate_scalar(&p.value))),
+                );
             }
-            Some(PredicateGroup::All(p)) => &p[..1],
-            Some(PredicateGroup::Any(p)) => &p[..],
-        };
-        for p in preds {
-            found
-                .keys
-                .push(field_key(table, &p.key, &predicate_scalar(&p.value)));
+            (None, Some(group)) => {
+                let tags = match group {
+                    TagGroup::All(t) => &t[..1],
+                    TagGroup::Any(t) => &t[..],
+                };
+                found.keys.extend(tags.iter().map(|t| tag_key(table, t)));
+            }
+            (None, None) => found.types.extend(item.event_types().iter().cloned()),
         }
     }
     found.keys.sort_unstable();
@@ -229,7 +244,7 @@ pub(crate) mod tests {
     #[test]
     fn a_matching_event_is_found_through_the_key_index() {
         let (e, filters) = event_and_predicate_filters();
-        let index = index_keys(&table(), e.payload());
+        let index = index_keys(&table(), e.payload(), &[]);
         assert_eq!(index.len(), 4, "only top-level scalars are indexed");
         for f in filters {
             let found = lookup(&table(), &f).unwrap();
@@ -243,6 +258,31 @@ pub(crate) mod tests {
         assert_eq!(
             lookup(&table(), &Filter::any_event(Bound::None).unwrap()),
             None
+        );
+    }
+
+    #[test]
+    fn a_tagged_event_is_found_through_its_tags() {
+        let t = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+        let index = index_keys(&table(), &Map::new(), &t(&["course", "student"]));
+        assert_eq!(index.len(), 2);
+        for group in [
+            TagGroup::All(t(&["student", "course"])),
+            TagGroup::Any(t(&["nobody", "course"])),
+            TagGroup::All(t(&["student"])),
+        ] {
+            let item = FilterItem::with_tags(t(&["Joined"]), None, Some(group)).unwrap();
+            let f = Filter::new(vec![item], Bound::None).unwrap();
+            let found = lookup(&table(), &f).unwrap();
+            assert!(found.types.is_empty(), "tags, not types, are looked up");
+            assert!(found.keys.iter().any(|k| index.contains(k)), "{f:?}");
+        }
+        let field = index_keys(&table(), &Map::new(), &[]);
+        assert!(field.is_empty());
+        let as_field: Map<String, Value> = serde_json::from_str(r#"{"tag":"course"}"#).unwrap();
+        assert!(
+            !index_keys(&table(), &as_field, &[]).contains(&tag_key(&table(), "course")),
+            "a tag and a payload field of the same text are different keys"
         );
     }
 

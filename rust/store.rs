@@ -187,6 +187,7 @@ fn recorded(row: &Row) -> Result<RecordedEvent> {
         payload: row.try_get::<_, Json<Map<String, Value>>>(3)?.0,
         metadata: row.try_get::<_, Json<Map<String, Value>>>(4)?.0,
         id: row.try_get(5)?,
+        tags: row.try_get(6)?,
     })
 }
 
@@ -341,6 +342,7 @@ impl EventStore {
                     append_only: row.try_get(6)?,
                     event_ids: row.try_get(7)?,
                     checkpoints: row.try_get(8)?,
+                    tags: row.try_get(9)?,
                 })
             };
             let read = || ddl::SchemaState::query(&self.table, &self.snapshots);
@@ -713,6 +715,7 @@ impl EventStore {
                         &payload,
                         &metadata,
                         &e.id(),
+                        &e.tags(),
                     ])
                     .await?;
             }
@@ -818,7 +821,7 @@ impl EventStore {
                 .within_limits()?;
                 let rows = self.read_rows(&page).await?;
                 let reached: Option<i64> = match rows.first() {
-                    Some(row) => row.try_get(6)?,
+                    Some(row) => row.try_get(crate::sql::compiler::COLUMN_COUNT)?,
                     None => None,
                 };
                 let mut events = Vec::with_capacity(rows.len());
@@ -870,7 +873,7 @@ fn already_stored(found: &[Row], count: usize) -> Result<Vec<i64>> {
         if !same {
             return Err(integrity(format!(
                 "the id of event {position} of this append is stored already, with a \
-                 different type or payload"
+                 different type, payload or tags"
             )));
         }
         numbers.push(number);
@@ -1003,6 +1006,7 @@ mod tests {
                 payload: Map::new(),
                 metadata: Map::new(),
                 id: None,
+                tags: Vec::new(),
             })
             .collect()
     }

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from dynamic_streams import AsyncEventStore, EventStore
+
+
+async def drain(items: AsyncIterator[Any]) -> list[Any]:
+    return [item async for item in items]
 
 
 class AsyncDriven:
@@ -25,9 +29,19 @@ class AsyncDriven:
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self.inner, name)
-        if not inspect.iscoroutinefunction(method):
+        if not callable(method):
             return method
-        return lambda *args, **kw: self.loop.run_until_complete(method(*args, **kw))
+
+        def driven(*args: Any, **kw: Any) -> Any:
+            result = method(*args, **kw)
+            if inspect.iscoroutine(result):
+                return self.loop.run_until_complete(result)
+            if inspect.isasyncgen(result):
+                # A read's events are drained into a list.
+                return self.loop.run_until_complete(drain(result))
+            return result
+
+        return driven
 
     def close(self) -> None:
         self.inner.close()

@@ -93,8 +93,8 @@ def test_metadata_payload_and_time_round_trip(store: Any) -> None:
     store.append(EVERYTHING, 0, Event("Lent", payload, metadata=metadata, occurred_at=when))
     store.append(EVERYTHING, 1, Event("Lent", '{"BookID":"b2"}', metadata=b'{"x":1}'))
     first, second = store.query(EVERYTHING)
-    assert type(first) is RecordedEvent and first == tuple(first) and len(first) == 6
-    assert first.id is None  # appended without an id
+    assert type(first) is RecordedEvent and first == tuple(first) and len(first) == 7
+    assert first.id is None and first.tags == ()  # appended without an id or tags
     assert first._replace(sequence_number=7).sequence_number == 7
     assert (first.event_type, first.payload, first.metadata) == ("Lent", payload, metadata)
     # Numbers keep their exact value and type.

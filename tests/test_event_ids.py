@@ -49,7 +49,7 @@ def test_a_retried_append_is_stored_once(store: Any) -> None:
     assert store.append_unconditionally(*batch()) == first
     assert len(store.query(BOOK).events) == 2
     # The same id with another type or payload is not a retry.
-    with pytest.raises(IntegrityError, match="different type or payload"):
+    with pytest.raises(IntegrityError, match="different type, payload or tags"):
         store.append_unconditionally(Event("BookLent", {"BookID": "b2", "n": 1.5}, id=ids[0]),
                                      Event("BookReturned", {"BookID": "b1"}, id=ids[1]))  # fmt: skip
     with pytest.raises(IntegrityError, match="stored whole or not at all"):

@@ -1,4 +1,9 @@
-"""The seed's filter test as facts: nine events, every count exact, through both stores."""
+"""The seed's filter test as facts: nine events, every count exact, through both stores.
+
+Each event also carries its payload's ids as tags (``book:b1``, ``reader:r1``), so the tag
+cases below select the same events as the predicate cases they mirror, and mixed items
+combine the two.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +36,12 @@ FIXTURE = [
     (LENT, {"BookID": "b2", "ReaderID": "r1"}),
     (RETURNED, {"BookID": "b2", "ReaderID": "r1"}),
 ]
+
+
+def tags_of(payload: dict[str, str]) -> list[str]:
+    """The fixture event's tags: ``book:<BookID>``, then ``reader:<ReaderID>`` if any."""
+    names = {"BookID": "book", "ReaderID": "reader"}
+    return [f"{names[k]}:{v}" for k, v in payload.items()]
 
 
 def start() -> Any:
@@ -138,6 +149,56 @@ EXPECTED_COUNTS = {
 }  # fmt: skip
 
 
+# Tags beside (and combined with) types and predicates: (case, filter, positions).
+TAG_CASES: list[tuple[str, EventFilter, list[int]]] = [
+    ("T", start().all_tags_of("book:b1").finalize(), [1, 2, 3, 4]),
+    ("T or T", start().any_tag_of("book:b1", "reader:r2").finalize(), [1, 2, 3, 4, 6, 7]),
+    ("T and T", start().all_tags_of("book:b2", "reader:r1").finalize(), [8, 9]),
+    ("T and T, no event has both", start().all_tags_of("book:b1", "reader:r2").finalize(), []),
+    ("ET and T", start().any_event_type_of(LENT).and_all_tags_of("reader:r1").finalize(), [2, 8]),
+    (
+        "ET and (T or T)",
+        start().any_event_type_of(LENT).and_any_tag_of("book:b1", "reader:r2").finalize(),
+        [2, 6],
+    ),
+    (
+        "T and ET",
+        start().all_tags_of("reader:r1").and_any_event_type_of(RETURNED).finalize(),
+        [3, 9],
+    ),
+    (
+        "P and T",
+        start().all_predicates_of(P("BookID", "b2")).and_all_tags_of("reader:r1").finalize(),
+        [8, 9],
+    ),
+    (
+        "ET and P and T",
+        start()
+        .any_event_type_of(LENT)
+        .and_all_predicates_of(P("BookID", "b2"))
+        .and_any_tag_of("reader:r1", "reader:r9")
+        .finalize(),
+        [8],
+    ),
+    (
+        "(ET and T) or (ET and P)",
+        start()
+        .any_event_type_of(REMOVED)
+        .and_all_tags_of("book:b1")
+        .or_matching()
+        .any_event_type_of(RETURNED)
+        .and_all_predicates_of(P("ReaderID", "r1"))
+        .finalize(),
+        [3, 4, 9],
+    ),
+    (
+        "T + sequence > 7",
+        start().all_tags_of("book:b2").with_sequence_number_higher_than(7).finalize(),
+        [8, 9],
+    ),
+]
+
+
 def test_the_cases_are_the_domain_table() -> None:
     assert {name: len(positions) for name, _, positions in CASES} == EXPECTED_COUNTS
 
@@ -146,15 +207,19 @@ def test_parity_fixture(store: Any) -> None:
     nothing = build_event_filter().matching_any_event().finalize()
     seqs = []
     for i, (event_type, payload) in enumerate(FIXTURE, start=1):
-        seqs += store.append(nothing, len(seqs), Event(event_type, payload, occurred_at=at(i)))
+        event = Event(event_type, payload, occurred_at=at(i), tags=tags_of(payload))
+        seqs += store.append(nothing, len(seqs), event)
     # A fresh table numbers from 1, so the sequence bound of the last case means event 9.
     assert seqs == list(range(1, 10))
 
-    for name, filter, positions in CASES:
+    for name, filter, positions in CASES + TAG_CASES:
         result = store.query(filter)
         assert [e.sequence_number for e in result] == positions, name
-        assert len(result) == EXPECTED_COUNTS[name], name
-        assert result.max_sequence_number == positions[-1], name
+        if name in EXPECTED_COUNTS:
+            assert len(result) == EXPECTED_COUNTS[name], name
+        assert result.max_sequence_number == (positions[-1] if positions else 0), name
         for e, pos in zip(result, positions, strict=True):
             assert (e.event_type, e.payload) == FIXTURE[pos - 1], name
+            assert e.tags == tuple(tags_of(FIXTURE[pos - 1][1])), name
             assert e.occurred_at == at(pos), name
+        assert [e.sequence_number for e in store.read(filter)] == positions, name

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
 import time
 from typing import Any
 
 import psycopg
 import pytest
+from delays import in_thread, install_delay
 from dynamic_streams import (
     AsyncEventStore,
     ConcurrencyConflictError,
@@ -166,26 +166,6 @@ def test_appends_without_a_condition(store: Any) -> None:
     with pytest.raises(ConcurrencyConflictError):
         store.append(LENT, 1, lent(3))
     assert store.append(LENT, 2, lent(3)) == [3]
-
-
-# Commits delayed on purpose: a trigger sleeps inside the insert of an event whose payload
-# has "delay" (seconds), after its sequence number was drawn and before it commits.
-def install_delay(dsn: str, table: str) -> None:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(
-            f"CREATE FUNCTION {table}_delay() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-            "PERFORM pg_sleep((NEW.payload->>'delay')::float8); RETURN NULL; END $$"
-        )
-        conn.execute(
-            f"CREATE TRIGGER delay AFTER INSERT ON {table} FOR EACH ROW "
-            f"WHEN (NEW.payload ? 'delay') EXECUTE FUNCTION {table}_delay()"
-        )
-
-
-def in_thread(target: Any, *args: Any) -> threading.Thread:
-    t = threading.Thread(target=target, args=args, daemon=True)
-    t.start()
-    return t
 
 
 def test_the_head_waits_for_a_writer_that_drew_a_lower_number(

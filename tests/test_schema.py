@@ -179,6 +179,10 @@ def test_create_schema_migrates_an_earlier_schema_under_load(
             assert store.append(lending("b1"), seen, Event("Lent", {"BookID": "b1"}))
             with pytest.raises(Exception, match="conflict"):
                 store.append(lending("b1"), seen, Event("Lent", {"BookID": "b1"}))
+            # ...and tags, which the earlier version had no column for.
+            tagged = build_event_filter().matching().all_tags_of("book:b1").finalize()
+            store.append(tagged, 0, Event("Lent", {"BookID": "b1"}, tags=["book:b1"]))
+            assert [e.tags for e in store.query(tagged)] == [("book:b1",)]
         with psycopg.connect(event_store_dsn) as conn:
             (has_tid,) = conn.execute(
                 "SELECT count(*) FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'tid'",

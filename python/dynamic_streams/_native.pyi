@@ -43,6 +43,8 @@ class FilterItem:
         event_types: list[str],
         match: Match | None = None,
         predicates: list[tuple[str, str | int | float | bool]] = ...,
+        tag_match: Match | None = None,
+        tags: list[str] = ...,
     ) -> FilterItem: ...
 
 @final
@@ -76,6 +78,7 @@ class StorableEvent:
         metadata: str | None = None,
         occurred_at: datetime | None = None,
         id: str | None = None,
+        tags: list[str] = ...,
     ) -> StorableEvent: ...
     @property
     def event_type(self) -> str: ...
@@ -83,6 +86,8 @@ class StorableEvent:
     def occurred_at(self) -> datetime: ...
     @property
     def id(self) -> str | None: ...
+    @property
+    def tags(self) -> list[str]: ...
 
 @final
 class EventStore:
@@ -159,4 +164,4 @@ class Subscription:
     @property
     def closed(self) -> bool: ...
 
-def index_keys(table: str, payload_json: str) -> list[int]: ...
+def index_keys(table: str, payload_json: str, tags: list[str] = ...) -> list[int]: ...

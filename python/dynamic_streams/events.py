@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -41,6 +41,16 @@ def _id(value: UUID | str | None) -> str | None:
     raise InvalidInputError(f"the event id must be a UUID or its text, got {type(value).__name__}")
 
 
+def _tags(tags: Iterable[str]) -> list[str]:
+    if isinstance(tags, str):
+        raise InvalidInputError("tags must be an iterable of str, not one str")
+    listed = list(tags)
+    for t in listed:
+        if not isinstance(t, str):
+            raise InvalidInputError(f"tags must be str, got {type(t).__name__}")
+    return listed
+
+
 class Event:
     """An event to append, validated when it is built, before any I/O.
 
@@ -51,7 +61,11 @@ class Event:
     ``id`` (a :class:`uuid.UUID` or its text) makes appends of the event idempotent: once an
     event with this id is stored, appending it again stores nothing and returns the stored
     sequence number (an append retried after a timeout whose commit landed). The same id
-    with another type or payload is an :class:`IntegrityError`.
+    with another type, payload or tags is an :class:`IntegrityError`.
+
+    ``tags`` are non-empty strings naming what the event is about (``"book:b1"``), matched by
+    a filter's tag steps (``all_tags_of``, ``any_tag_of``). A repeated tag is kept once; the
+    order is kept for reading back.
     """
 
     __slots__ = ("_native",)
@@ -64,6 +78,7 @@ class Event:
         metadata: JsonObject | str | bytes | None = None,
         occurred_at: datetime | None = None,
         id: UUID | str | None = None,
+        tags: Iterable[str] = (),
     ) -> None:
         if not isinstance(event_type, str):
             raise InvalidInputError(
@@ -75,6 +90,7 @@ class Event:
             None if metadata is None else _json_text("the metadata", metadata),
             occurred_at,
             _id(id),
+            _tags(tags),
         )
 
     @property
@@ -93,6 +109,11 @@ class Event:
         text = self._native.id
         return None if text is None else UUID(text)
 
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """The event's tags, in the order given, each once."""
+        return tuple(self._native.tags)
+
     def __repr__(self) -> str:
         return f"Event({self.event_type!r}, occurred_at={self.occurred_at.isoformat()})"
 
@@ -108,6 +129,8 @@ class RecordedEvent(NamedTuple):
     metadata: dict[str, Any]
     id: UUID | None = None
     """The id it was appended with, if any."""
+    tags: tuple[str, ...] = ()
+    """Its tags, in the order they were given."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,7 @@
 """Event filters and their fluent, immutable builder.
 
-A filter is an OR of items, optionally narrowed by one global bound::
+A filter is an OR of items, optionally narrowed by one global bound. An item is any of some
+event types, and payload predicates, and tags (each part optional, at least one given)::
 
     filter = (
         build_event_filter()
@@ -45,8 +46,17 @@ class Predicate(NamedTuple):
 P = Predicate
 """Short alias: ``P("BookID", book_id)``."""
 
-# One item as the builder collects it: event types, how its predicates combine, predicates.
-_Item = tuple[tuple[str, ...], _native.Match | None, tuple[Predicate, ...]]
+
+class _Item(NamedTuple):
+    """One item as the builder collects it."""
+
+    types: tuple[str, ...] = ()
+    match: _native.Match | None = None
+    predicates: tuple[Predicate, ...] = ()
+    tag_match: _native.Match | None = None
+    tags: tuple[str, ...] = ()
+
+
 # The items so far, newest first, as a chain of pairs: a step costs the same however many
 # items came before it (a filter of many items is built in linear time).
 _Chain = tuple["_Chain", _Item] | None
@@ -65,7 +75,10 @@ class EventFilter:
             None
             if items is None
             else [
-                _native.FilterItem(list(types), match, list(preds)) for types, match, preds in items
+                _native.FilterItem(
+                    list(i.types), i.match, list(i.predicates), i.tag_match, list(i.tags)
+                )
+                for i in items
             ]
         )
         self._native = _native.Filter(native_items, bound)
@@ -122,6 +135,27 @@ def _types(types: tuple[str, ...]) -> tuple[str, ...]:
         if not isinstance(t, str):
             raise InvalidInputError(f"event types must be str, got {type(t).__name__}")
     return types
+
+
+def _tags(tags: tuple[str, ...]) -> tuple[str, ...]:
+    for t in tags:
+        if not isinstance(t, str):
+            raise InvalidInputError(f"tags must be str, got {type(t).__name__}")
+    return tags
+
+
+def _typed(current: _Item | None, event_types: tuple[str, ...]) -> _Item:
+    return (current or _Item())._replace(types=_types(event_types))
+
+
+def _with_predicates(
+    current: _Item | None, match: _native.Match, preds: tuple[Predicate, ...]
+) -> _Item:
+    return (current or _Item())._replace(match=match, predicates=_predicates(preds))
+
+
+def _tagged(current: _Item | None, match: _native.Match, tags: tuple[str, ...]) -> _Item:
+    return (current or _Item())._replace(tag_match=match, tags=_tags(tags))
 
 
 class _State:
@@ -208,34 +242,112 @@ class CompleteItem(_Bounds, _Finalizable):
         return EmptyItem(self._all_items())
 
 
-class ItemWithTypes(CompleteItem):
-    """An item with event types; predicates may narrow it."""
+class ItemWithTypesAndPredicates(CompleteItem):
+    """An item with event types and predicates; tags may narrow it."""
 
     __slots__ = ()
 
-    def _with(self, match: _native.Match, preds: tuple[Predicate, ...]) -> CompleteItem:
-        assert self._current is not None
-        return CompleteItem(self._items, (self._current[0], match, _predicates(preds)))
+    def and_all_tags_of(self, *tags: str) -> CompleteItem:
+        """...and the event carries every one of ``tags``."""
+        return CompleteItem(self._items, _tagged(self._current, _native.Match.ALL, tags))
+
+    def and_any_tag_of(self, *tags: str) -> CompleteItem:
+        """...and the event carries at least one of ``tags``."""
+        return CompleteItem(self._items, _tagged(self._current, _native.Match.ANY, tags))
+
+
+class ItemWithTypesAndTags(CompleteItem):
+    """An item with event types and tags; predicates may narrow it."""
+
+    __slots__ = ()
 
     def and_any_predicate_of(self, *predicates: Predicate) -> CompleteItem:
         """...and the payload matches at least one of ``predicates``."""
-        return self._with(_native.Match.ANY, predicates)
+        return CompleteItem(
+            self._items, _with_predicates(self._current, _native.Match.ANY, predicates)
+        )
 
     def and_all_predicates_of(self, *predicates: Predicate) -> CompleteItem:
         """...and the payload matches every one of ``predicates``."""
-        return self._with(_native.Match.ALL, predicates)
+        return CompleteItem(
+            self._items, _with_predicates(self._current, _native.Match.ALL, predicates)
+        )
 
 
-class ItemWithPredicates(CompleteItem):
-    """An item with predicates; event types may narrow it."""
+class ItemWithPredicatesAndTags(CompleteItem):
+    """An item with predicates and tags; event types may narrow it."""
 
     __slots__ = ()
 
     def and_any_event_type_of(self, *event_types: str) -> CompleteItem:
         """...and the event has one of ``event_types``."""
-        assert self._current is not None
-        _, kind, preds = self._current
-        return CompleteItem(self._items, (_types(event_types), kind, preds))
+        return CompleteItem(self._items, _typed(self._current, event_types))
+
+
+class ItemWithTypes(CompleteItem):
+    """An item with event types; predicates and tags may narrow it."""
+
+    __slots__ = ()
+
+    def and_any_predicate_of(self, *predicates: Predicate) -> ItemWithTypesAndPredicates:
+        """...and the payload matches at least one of ``predicates``."""
+        part = _with_predicates(self._current, _native.Match.ANY, predicates)
+        return ItemWithTypesAndPredicates(self._items, part)
+
+    def and_all_predicates_of(self, *predicates: Predicate) -> ItemWithTypesAndPredicates:
+        """...and the payload matches every one of ``predicates``."""
+        part = _with_predicates(self._current, _native.Match.ALL, predicates)
+        return ItemWithTypesAndPredicates(self._items, part)
+
+    def and_all_tags_of(self, *tags: str) -> ItemWithTypesAndTags:
+        """...and the event carries every one of ``tags``."""
+        return ItemWithTypesAndTags(self._items, _tagged(self._current, _native.Match.ALL, tags))
+
+    def and_any_tag_of(self, *tags: str) -> ItemWithTypesAndTags:
+        """...and the event carries at least one of ``tags``."""
+        return ItemWithTypesAndTags(self._items, _tagged(self._current, _native.Match.ANY, tags))
+
+
+class ItemWithPredicates(CompleteItem):
+    """An item with predicates; event types and tags may narrow it."""
+
+    __slots__ = ()
+
+    def and_any_event_type_of(self, *event_types: str) -> ItemWithTypesAndPredicates:
+        """...and the event has one of ``event_types``."""
+        return ItemWithTypesAndPredicates(self._items, _typed(self._current, event_types))
+
+    def and_all_tags_of(self, *tags: str) -> ItemWithPredicatesAndTags:
+        """...and the event carries every one of ``tags``."""
+        return ItemWithPredicatesAndTags(
+            self._items, _tagged(self._current, _native.Match.ALL, tags)
+        )
+
+    def and_any_tag_of(self, *tags: str) -> ItemWithPredicatesAndTags:
+        """...and the event carries at least one of ``tags``."""
+        return ItemWithPredicatesAndTags(
+            self._items, _tagged(self._current, _native.Match.ANY, tags)
+        )
+
+
+class ItemWithTags(CompleteItem):
+    """An item with tags; event types and predicates may narrow it."""
+
+    __slots__ = ()
+
+    def and_any_event_type_of(self, *event_types: str) -> ItemWithTypesAndTags:
+        """...and the event has one of ``event_types``."""
+        return ItemWithTypesAndTags(self._items, _typed(self._current, event_types))
+
+    def and_any_predicate_of(self, *predicates: Predicate) -> ItemWithPredicatesAndTags:
+        """...and the payload matches at least one of ``predicates``."""
+        part = _with_predicates(self._current, _native.Match.ANY, predicates)
+        return ItemWithPredicatesAndTags(self._items, part)
+
+    def and_all_predicates_of(self, *predicates: Predicate) -> ItemWithPredicatesAndTags:
+        """...and the payload matches every one of ``predicates``."""
+        part = _with_predicates(self._current, _native.Match.ALL, predicates)
+        return ItemWithPredicatesAndTags(self._items, part)
 
 
 class EmptyItem(_State):
@@ -245,15 +357,25 @@ class EmptyItem(_State):
 
     def any_event_type_of(self, *event_types: str) -> ItemWithTypes:
         """Events of any of ``event_types``."""
-        return ItemWithTypes(self._items, (_types(event_types), None, ()))
+        return ItemWithTypes(self._items, _typed(None, event_types))
 
     def any_predicate_of(self, *predicates: Predicate) -> ItemWithPredicates:
         """Events whose payload matches at least one of ``predicates``."""
-        return ItemWithPredicates(self._items, ((), _native.Match.ANY, _predicates(predicates)))
+        part = _with_predicates(None, _native.Match.ANY, predicates)
+        return ItemWithPredicates(self._items, part)
 
     def all_predicates_of(self, *predicates: Predicate) -> ItemWithPredicates:
         """Events whose payload matches every one of ``predicates``."""
-        return ItemWithPredicates(self._items, ((), _native.Match.ALL, _predicates(predicates)))
+        part = _with_predicates(None, _native.Match.ALL, predicates)
+        return ItemWithPredicates(self._items, part)
+
+    def all_tags_of(self, *tags: str) -> ItemWithTags:
+        """Events that carry every one of ``tags``."""
+        return ItemWithTags(self._items, _tagged(None, _native.Match.ALL, tags))
+
+    def any_tag_of(self, *tags: str) -> ItemWithTags:
+        """Events that carry at least one of ``tags``."""
+        return ItemWithTags(self._items, _tagged(None, _native.Match.ANY, tags))
 
 
 class AnyEvent(_Bounds, _Finalizable):

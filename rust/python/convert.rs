@@ -142,13 +142,14 @@ fn facade_class<'py>(
 }
 
 /// The fields of `RecordedEvent`, in the order [`event`] fills them.
-const RECORDED_EVENT_FIELDS: [&str; 6] = [
+const RECORDED_EVENT_FIELDS: [&str; 7] = [
     "sequence_number",
     "occurred_at",
     "event_type",
     "payload",
     "metadata",
     "id",
+    "tags",
 ];
 
 /// The facade's `RecordedEvent`, looked up once and checked to be what [`event`] can fill: a
@@ -196,19 +197,27 @@ fn event<'py>(
             Some(id) => uuid(py, id)?,
             None => py.None().into_bound(py),
         },
+        if e.tags.is_empty() {
+            PyTuple::empty(py).into_any()
+        } else {
+            PyTuple::new(py, &e.tags)?.into_any()
+        },
     ];
     // SAFETY: `class` is a tuple subclass with the tuple's layout (checked when it was looked
-    // up), so its allocator returns a tuple of `items.len()` empty slots, which each take
-    // one owned reference, exactly once, before the object is used.
+    // up), so its allocator returns a new tuple (one reference, ours) of `items.len()` empty
+    // slots, which each take one owned reference, exactly once, before the object is used.
+    // `PyTuple_SetItem` (the stable ABI's way) steals the item's reference even when it fails.
     unsafe {
-        let obj = ffi::PyType_GenericAlloc(class.as_type_ptr(), items.len() as ffi::Py_ssize_t);
-        if obj.is_null() {
-            return Err(PyErr::fetch(py));
-        }
+        let obj = Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyType_GenericAlloc(class.as_type_ptr(), items.len() as ffi::Py_ssize_t),
+        )?;
         for (i, item) in items.into_iter().enumerate() {
-            ffi::PyTuple_SET_ITEM(obj, i as ffi::Py_ssize_t, item.into_ptr());
+            if ffi::PyTuple_SetItem(obj.as_ptr(), i as ffi::Py_ssize_t, item.into_ptr()) != 0 {
+                return Err(PyErr::fetch(py));
+            }
         }
-        Ok(Bound::from_owned_ptr(py, obj))
+        Ok(obj)
     }
 }
 

@@ -16,9 +16,9 @@ pub struct PyStorableEvent {
 #[pymethods]
 impl PyStorableEvent {
     /// Validates an event: ``payload`` and ``metadata`` are JSON object texts, ``occurred_at``
-    /// an aware datetime (now when None).
+    /// an aware datetime (now when None), ``tags`` non-empty strings.
     #[new]
-    #[pyo3(signature = (event_type, payload, metadata=None, occurred_at=None, id=None))]
+    #[pyo3(signature = (event_type, payload, metadata=None, occurred_at=None, id=None, tags=Vec::new()))]
     fn new(
         py: Python<'_>,
         event_type: String,
@@ -26,14 +26,24 @@ impl PyStorableEvent {
         metadata: Option<&str>,
         occurred_at: Option<&Bound<'_, PyAny>>,
         id: Option<&str>,
+        tags: Vec<String>,
     ) -> PyResult<Self> {
         let occurred_at = occurred_at.map(|t| micros("occurred_at", t)).transpose()?;
-        let event = StorableEvent::new(event_type, payload, metadata, occurred_at).or_raise(py)?;
-        let inner = match id {
-            Some(id) => event.with_id(id).or_raise(py)?,
-            None => event,
-        };
-        Ok(Self { inner })
+        let mut event =
+            StorableEvent::new(event_type, payload, metadata, occurred_at).or_raise(py)?;
+        if let Some(id) = id {
+            event = event.with_id(id).or_raise(py)?;
+        }
+        if !tags.is_empty() {
+            event = event.with_tags(tags).or_raise(py)?;
+        }
+        Ok(Self { inner: event })
+    }
+
+    /// The event's tags, in the order given, each once.
+    #[getter]
+    fn tags(&self) -> Vec<String> {
+        self.inner.tags().to_vec()
     }
 
     /// The event's id (a UUID's text), if it has one.

@@ -8,7 +8,7 @@ use pyo3::types::{PyBool, PyFloat, PyInt, PyString};
 
 use super::convert::micros;
 use super::errors::{invalid, OrRaise};
-use crate::filter::{self, Predicate, PredicateGroup, PredicateValue};
+use crate::filter::{self, Predicate, PredicateGroup, PredicateValue, TagGroup};
 use crate::keys;
 use crate::sql::statements;
 use crate::table::TableName;
@@ -45,7 +45,7 @@ fn predicate_value(key: &str, value: &Bound<'_, PyAny>) -> PyResult<PredicateVal
     ))
 }
 
-/// How an item's predicates combine.
+/// How an item's predicates, or its tags, combine.
 #[pyclass(eq, eq_int, frozen, module = "dynamic_streams._native", name = "Match")]
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum PyMatch {
@@ -57,7 +57,7 @@ pub enum PyMatch {
     All,
 }
 
-/// One alternative of a filter: any of its event types, and its predicates.
+/// One alternative of a filter: any of its event types, and its predicates, and its tags.
 #[pyclass(frozen, module = "dynamic_streams._native", name = "FilterItem")]
 pub struct PyFilterItem {
     inner: filter::FilterItem,
@@ -66,14 +66,17 @@ pub struct PyFilterItem {
 #[pymethods]
 impl PyFilterItem {
     /// Validates and sanitises an item: any of ``event_types`` (if given), and its
-    /// ``predicates`` ``(key, value)`` combined as ``match`` says (if given).
+    /// ``predicates`` ``(key, value)`` combined as ``match`` says (if given), and its ``tags``
+    /// combined as ``tag_match`` says (if given).
     #[new]
-    #[pyo3(signature = (event_types, r#match=None, predicates=Vec::new()))]
+    #[pyo3(signature = (event_types, r#match=None, predicates=Vec::new(), tag_match=None, tags=Vec::new()))]
     fn new(
         py: Python<'_>,
         event_types: Vec<String>,
         r#match: Option<PyRef<'_, PyMatch>>,
         predicates: Vec<(String, Bound<'_, PyAny>)>,
+        tag_match: Option<PyRef<'_, PyMatch>>,
+        tags: Vec<String>,
     ) -> PyResult<Self> {
         let predicates = predicates
             .into_iter()
@@ -90,8 +93,14 @@ impl PyFilterItem {
             Some(PyMatch::Any) => Some(PredicateGroup::Any(predicates)),
             Some(PyMatch::All) => Some(PredicateGroup::All(predicates)),
         };
+        let tags = match tag_match.as_deref() {
+            None if tags.is_empty() => None,
+            None => return Err(invalid(py, "tags need a match: ANY or ALL")),
+            Some(PyMatch::Any) => Some(TagGroup::Any(tags)),
+            Some(PyMatch::All) => Some(TagGroup::All(tags)),
+        };
         Ok(Self {
-            inner: filter::FilterItem::new(event_types, group).or_raise(py)?,
+            inner: filter::FilterItem::with_tags(event_types, group, tags).or_raise(py)?,
         })
     }
 }

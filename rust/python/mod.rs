@@ -19,13 +19,19 @@ use pyo3::prelude::*;
 use crate::table::TableName;
 use errors::OrRaise;
 
-/// The key index rows of an event with payload ``payload_json`` stored in ``table``, for
-/// bulk loaders that write the tables directly (with COPY).
+/// The key index rows of an event with payload ``payload_json`` and ``tags`` stored in
+/// ``table``, for bulk loaders that write the tables directly (with COPY).
 #[pyfunction]
-fn index_keys(py: Python<'_>, table: &str, payload_json: &str) -> PyResult<Vec<i64>> {
+#[pyo3(signature = (table, payload_json, tags=Vec::new()))]
+fn index_keys(
+    py: Python<'_>,
+    table: &str,
+    payload_json: &str,
+    tags: Vec<String>,
+) -> PyResult<Vec<i64>> {
     let table = TableName::parse(table).or_raise(py)?;
     let payload = crate::input::json_object("the payload", payload_json).or_raise(py)?;
-    Ok(crate::keys::index_keys(&table, &payload))
+    Ok(crate::keys::index_keys(&table, &payload, &tags))
 }
 
 #[pymodule]

@@ -5,13 +5,16 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::filter::{Bound, Filter, FilterItem, Predicate, PredicateGroup};
+use crate::filter::{Bound, Filter, FilterItem, Predicate, PredicateGroup, TagGroup};
 use crate::keys::Lookup;
 use crate::sql::param::{SqlParam, Statement};
 use crate::table::TableName;
 
 /// The columns of an event, in the order every read returns them.
-pub const COLUMNS: &str = "sequence_number, occurred_at, event_type, payload, metadata, id";
+pub const COLUMNS: &str = "sequence_number, occurred_at, event_type, payload, metadata, id, tags";
+
+/// How many [`COLUMNS`] there are: the index of a column a statement adds after them.
+pub const COLUMN_COUNT: usize = 7;
 
 /// A filter compiled to a boolean SQL condition and its parameters.
 #[derive(Clone, Debug, PartialEq)]
@@ -225,6 +228,17 @@ impl Compiler {
                 let any = self.bind(SqlParam::JsonArray(preds.iter().map(single).collect()));
                 parts.push(format!("payload @> ANY({any}::jsonb[])"));
             }
+        }
+        match item.tags() {
+            None => {}
+            Some(TagGroup::All(tags)) => parts.push(format!(
+                "tags @> {}::text[]",
+                self.bind(SqlParam::TextArray(tags.clone()))
+            )),
+            Some(TagGroup::Any(tags)) => parts.push(format!(
+                "tags && {}::text[]",
+                self.bind(SqlParam::TextArray(tags.clone()))
+            )),
         }
         let n = parts.len();
         (parts.join(" AND "), n)

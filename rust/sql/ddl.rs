@@ -35,10 +35,12 @@ pub struct SchemaState {
     /// Events carry an optional unique id (added after 0.1.0).
     pub event_ids: bool,
     pub checkpoints: bool,
+    /// Events carry tags (added after 0.1.0).
+    pub tags: bool,
 }
 
 impl SchemaState {
-    /// Reads the state: one row of nine booleans, in field order. A catalog read that takes
+    /// Reads the state: one row of ten booleans, in field order. A catalog read that takes
     /// no lock a read or an append could wait for.
     pub fn query(table: &TableName, snapshots: &TableName) -> Statement {
         Statement {
@@ -50,7 +52,9 @@ impl SchemaState {
                   to_regclass($5) IS NOT NULL, \
                   (SELECT count(*) = 2 FROM pg_class WHERE oid IN (to_regclass($1), to_regclass($2)) \
                           AND 'autovacuum_vacuum_insert_scale_factor=0' = ANY(reloptions)), \
-                  to_regclass($6) IS NOT NULL, to_regclass($7) IS NOT NULL"
+                  to_regclass($6) IS NOT NULL, to_regclass($7) IS NOT NULL, \
+                  EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) \
+                          AND attname = 'tags' AND NOT attisdropped)"
                 .to_owned(),
             params: [
                 table.quoted(),
@@ -82,6 +86,7 @@ impl SchemaState {
             append_only: true,
             event_ids: true,
             checkpoints: true,
+            tags: true,
         }
     }
 
@@ -119,6 +124,12 @@ impl SchemaState {
                 steps.push(format!("ALTER TABLE {t} ADD COLUMN IF NOT EXISTS id uuid"));
                 steps.push(id_index(table));
             }
+            if !self.tags {
+                // A constant default: the existing rows are not rewritten.
+                steps.push(format!(
+                    "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS tags text[] NOT NULL DEFAULT '{{}}'"
+                ));
+            }
             if !self.append_only {
                 // Takes a lock that neither reads nor appends wait for.
                 for name in [t.clone(), table.keys_quoted()] {
@@ -141,8 +152,9 @@ impl SchemaState {
 /// The DDL the store applies (idempotent). `initdb/001_events.sql` is this text for the
 /// default table `events`.
 ///
-/// Next to the events, a key index: one row per top-level scalar payload field of each event,
-/// holding a 64-bit hash of the field's name and value (see [`crate::keys::index_keys`]).
+/// Next to the events, a key index: one row per top-level scalar payload field and per tag of
+/// each event, holding a 64-bit hash of the field's name and value, or of the tag (see
+/// [`crate::keys::index_keys`]).
 /// Predicates are looked up there with a B-tree, which stays fast as the table grows and
 /// under constant inserts, unlike a GIN index on the payload; the events found are then
 /// checked against the real condition, so hash collisions never change a result.
@@ -172,7 +184,8 @@ CREATE TABLE IF NOT EXISTS {t} (
     event_type text NOT NULL CHECK (event_type <> ''),
     payload jsonb NOT NULL CHECK (jsonb_typeof(payload) = 'object'),
     metadata jsonb NOT NULL DEFAULT '{{}}' CHECK (jsonb_typeof(metadata) = 'object'),
-    id uuid
+    id uuid,
+    tags text[] NOT NULL DEFAULT '{{}}'
 ) WITH ({APPEND_ONLY});
 
 ALTER SEQUENCE {seq} OWNED BY {t}.sequence_number;
@@ -268,6 +281,14 @@ mod tests {
                 "ALTER TABLE \"events\" ADD COLUMN IF NOT EXISTS id uuid".to_owned(),
                 id_index(&table)
             ]
+        );
+        let untagged = SchemaState {
+            tags: false,
+            ..current
+        };
+        assert_eq!(
+            untagged.upgrade(&table, &snapshots),
+            ["ALTER TABLE \"events\" ADD COLUMN IF NOT EXISTS tags text[] NOT NULL DEFAULT '{}'"]
         );
         let earlier = SchemaState {
             keys_tid: false,

@@ -97,10 +97,20 @@ pub fn insert(table: &TableName, guard: Option<&Guard<'_>>, events: &[StorableEv
     let ids: Vec<_> = events.iter().map(StorableEvent::id).collect();
     let with_ids = ids.iter().any(Option::is_some);
     let ids = c.bind(SqlParam::UuidArray(ids));
+    // Tags, when any event has some: each event's as a JSON array (a text[][] must be
+    // rectangular). Without, the column keeps its default and the statement its text.
+    let tags = events.iter().any(|e| !e.tags().is_empty()).then(|| {
+        c.bind(SqlParam::JsonArray(
+            events
+                .iter()
+                .map(|e| Value::from(e.tags().to_vec()))
+                .collect(),
+        ))
+    });
     // The key index rows: (key, 1-based position of the event).
     let (mut index_keys, mut positions) = (Vec::new(), Vec::new());
     for (position, event) in (1_i64..).zip(events) {
-        for key in keys::index_keys(table, event.payload()) {
+        for key in keys::index_keys(table, event.payload(), event.tags()) {
             index_keys.push(key);
             positions.push(position);
         }
@@ -145,15 +155,24 @@ pub fn insert(table: &TableName, guard: Option<&Guard<'_>>, events: &[StorableEv
     };
     let key_table = table.keys_quoted();
     let seq = table.sequence_quoted();
+    let (tags_in, tags_column, tags_value) = match tags {
+        Some(g) => (
+            format!(", {g}::jsonb[]"),
+            ", tags",
+            ", ARRAY(SELECT jsonb_array_elements_text(g))",
+        ),
+        None => (String::new(), "", ""),
+    };
+    let g = if tags_in.is_empty() { "" } else { ", g" };
     let sql = format!(
         "WITH {ctes}new AS (\
-             SELECT nextval('{seq}') AS sequence_number, o, e, p, m, d, i \
-             FROM unnest({occurred}::timestamptz[], {types}::text[], {payloads}::jsonb[], {metadata}::jsonb[], {ids}::uuid[]) \
-                 WITH ORDINALITY AS u(o, e, p, m, d, i)\
+             SELECT nextval('{seq}') AS sequence_number, o, e, p, m, d{g}, i \
+             FROM unnest({occurred}::timestamptz[], {types}::text[], {payloads}::jsonb[], {metadata}::jsonb[], {ids}::uuid[]{tags_in}) \
+                 WITH ORDINALITY AS u(o, e, p, m, d{g}, i)\
              {unless}\
          ), stored AS (\
-             INSERT INTO {t} (sequence_number, occurred_at, event_type, payload, metadata, id) \
-             SELECT sequence_number, o, e, p, m, d FROM new RETURNING sequence_number, ctid\
+             INSERT INTO {t} (sequence_number, occurred_at, event_type, payload, metadata, id{tags_column}) \
+             SELECT sequence_number, o, e, p, m, d{tags_value} FROM new RETURNING sequence_number, ctid\
          ), indexed AS (\
              INSERT INTO {key_table} (key, sequence_number, tid) \
              SELECT k.key, new.sequence_number, stored.ctid \
@@ -331,14 +350,14 @@ pub fn draw_numbers(table: &TableName, count: usize) -> Statement {
 /// the binary format, columns as [`COPY_TYPES`] lists them.
 pub fn copy_events(table: &TableName) -> String {
     format!(
-        "COPY {} (sequence_number, occurred_at, event_type, payload, metadata, id) \
+        "COPY {} (sequence_number, occurred_at, event_type, payload, metadata, id, tags) \
          FROM STDIN (FORMAT binary)",
         table.quoted()
     )
 }
 
 /// The column types of [`copy_events`].
-pub const COPY_TYPES: [tokio_postgres::types::Type; 6] = {
+pub const COPY_TYPES: [tokio_postgres::types::Type; 7] = {
     use tokio_postgres::types::Type;
     [
         Type::INT8,
@@ -347,6 +366,7 @@ pub const COPY_TYPES: [tokio_postgres::types::Type; 6] = {
         Type::JSONB,
         Type::JSONB,
         Type::UUID,
+        Type::TEXT_ARRAY,
     ]
 };
 
@@ -355,7 +375,7 @@ pub const COPY_TYPES: [tokio_postgres::types::Type; 6] = {
 pub fn index_copied(table: &TableName, events: &[(i64, &StorableEvent)]) -> Statement {
     let (mut index_keys, mut numbers) = (Vec::new(), Vec::new());
     for (number, event) in events {
-        for key in keys::index_keys(table, event.payload()) {
+        for key in keys::index_keys(table, event.payload(), event.tags()) {
             index_keys.push(key);
             numbers.push(*number);
         }
@@ -377,18 +397,22 @@ pub fn index_copied(table: &TableName, events: &[(i64, &StorableEvent)]) -> Stat
 }
 
 /// Which of `events` are stored already, by id: for each, its position among `events`
-/// (from 1), its sequence number, and whether the stored event has the same type and payload
-/// (JSON equality: `1.0` and `1` are the same number).
+/// (from 1), its sequence number, and whether the stored event has the same type, payload
+/// (JSON equality: `1.0` and `1` are the same number) and tags.
 pub fn stored_ids(table: &TableName, events: &[StorableEvent]) -> Statement {
     let payloads = events
         .iter()
         .map(|e| Value::Object(e.payload().clone()))
         .collect();
+    let tags = events
+        .iter()
+        .map(|e| Value::from(e.tags().to_vec()))
+        .collect();
     Statement {
         plan_per_call: false,
         sql: format!(
-            "SELECT u.i, t.sequence_number, t.event_type = u.e AND t.payload = u.p \
-             FROM unnest($1::uuid[], $2::text[], $3::jsonb[]) WITH ORDINALITY AS u(d, e, p, i) \
+            "SELECT u.i, t.sequence_number, t.event_type = u.e AND t.payload = u.p AND to_jsonb(t.tags) = u.g \
+             FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::jsonb[]) WITH ORDINALITY AS u(d, e, p, g, i) \
              JOIN {} AS t ON t.id = u.d ORDER BY u.i",
             table.quoted()
         ),
@@ -396,6 +420,7 @@ pub fn stored_ids(table: &TableName, events: &[StorableEvent]) -> Statement {
             SqlParam::UuidArray(events.iter().map(StorableEvent::id).collect()),
             SqlParam::TextArray(events.iter().map(|e| e.event_type().to_owned()).collect()),
             SqlParam::JsonArray(payloads),
+            SqlParam::JsonArray(tags),
         ],
     }
 }
@@ -554,7 +579,7 @@ mod tests {
         let f = Filter::any_event(Bound::None).unwrap();
         assert_eq!(
             query(&table(), &f).0,
-            "SELECT sequence_number, occurred_at, event_type, payload, metadata, id \
+            "SELECT sequence_number, occurred_at, event_type, payload, metadata, id, tags \
              FROM \"events\" ORDER BY sequence_number"
         );
     }
@@ -614,6 +639,33 @@ mod tests {
                 serde_json::json!({"a": "2"})
             ])]
         );
+    }
+
+    #[test]
+    fn tags_all_contain_and_tags_any_overlap() {
+        use crate::filter::TagGroup;
+        let item = |group| {
+            FilterItem::with_tags(
+                types(&["A"]),
+                Some(PredicateGroup::All(vec![p("k", "v")])),
+                Some(group),
+            )
+            .unwrap()
+        };
+        let all = compile(
+            &Filter::new(vec![item(TagGroup::All(types(&["y", "x"])))], Bound::None).unwrap(),
+            1,
+        );
+        assert_eq!(
+            all.sql,
+            "event_type = $1 AND payload @> $2::jsonb AND tags @> $3::text[]"
+        );
+        assert_eq!(all.params[2], SqlParam::TextArray(types(&["x", "y"])));
+        let any = compile(
+            &Filter::new(vec![item(TagGroup::Any(types(&["y", "x"])))], Bound::None).unwrap(),
+            1,
+        );
+        assert!(any.sql.ends_with("tags && $3::text[]"), "{}", any.sql);
     }
 
     #[test]
@@ -743,7 +795,7 @@ mod tests {
             5,
             false,
         );
-        assert!(s.sql.contains("CROSS JOIN LATERAL (SELECT sequence_number, occurred_at, event_type, payload, metadata, id FROM \"events\" WHERE event_type = q.event_type"), "{}", s.sql);
+        assert!(s.sql.contains("CROSS JOIN LATERAL (SELECT sequence_number, occurred_at, event_type, payload, metadata, id, tags FROM \"events\" WHERE event_type = q.event_type"), "{}", s.sql);
     }
 
     #[test]
@@ -796,12 +848,12 @@ mod tests {
             sql,
             "WITH candidate AS MATERIALIZED (\
                  SELECT sequence_number, tid FROM \"events_keys\" WHERE key = ANY($2::bigint[]) AND sequence_number > $1), \
-             hit AS MATERIALIZED (SELECT sequence_number, occurred_at, event_type, payload, metadata, id FROM \"events\" \
+             hit AS MATERIALIZED (SELECT sequence_number, occurred_at, event_type, payload, metadata, id, tags FROM \"events\" \
                  WHERE ctid = ANY(ARRAY(SELECT tid FROM candidate)) \
                  AND sequence_number IN (SELECT sequence_number FROM candidate)) \
-             SELECT sequence_number, occurred_at, event_type, payload, metadata, id \
-             FROM (SELECT sequence_number, occurred_at, event_type, payload, metadata, id FROM hit \
-                 UNION ALL SELECT sequence_number, occurred_at, event_type, payload, metadata, id FROM \"events\" \
+             SELECT sequence_number, occurred_at, event_type, payload, metadata, id, tags \
+             FROM (SELECT sequence_number, occurred_at, event_type, payload, metadata, id, tags FROM hit \
+                 UNION ALL SELECT sequence_number, occurred_at, event_type, payload, metadata, id, tags FROM \"events\" \
                  WHERE sequence_number = ANY(ARRAY(\
                      SELECT sequence_number FROM candidate EXCEPT SELECT sequence_number FROM hit))) AS e \
              WHERE event_type = $3 AND payload @> ANY($4::jsonb[]) AND sequence_number > $5 \
