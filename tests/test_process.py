@@ -337,3 +337,31 @@ def test_a_saturated_pool_queues_a_call_up_to_its_pool_timeout(
         blocker.rollback()
         busy.join(5)
         assert len(store.query(EVERYTHING)) == 0  # free again: calls go through
+
+
+def test_an_asyncio_program_exits_cleanly_right_after_its_last_await(
+    event_store_dsn: str, event_store_table: str
+) -> None:
+    """The runtime's threads complete awaitables by taking the GIL; one doing so while the
+    interpreter finalizes would abort the process (before the exit hook, one run in five)."""
+    script = textwrap.dedent(f"""
+        import asyncio
+        from dynamic_streams import AsyncEventStore, Event, build_event_filter
+
+        every = build_event_filter().matching_any_event().finalize()
+
+        async def main():
+            async with AsyncEventStore({event_store_dsn!r}, table={event_store_table!r}) as store:
+                seen = (await store.query(every)).max_sequence_number
+                await store.append_unconditionally(Event("Ran", {{"after": seen}}))
+                await store.query(every)
+
+        asyncio.run(main())
+    """)
+    runs = [
+        subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+        for _ in range(25)
+    ]
+    assert [r.returncode for r in runs] == [0] * 25, [r.stderr[-500:] for r in runs if r.returncode]
+    with EventStore(event_store_dsn, table=event_store_table) as store:
+        assert len(store.query(EVERYTHING)) == 25

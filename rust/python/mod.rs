@@ -48,5 +48,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<convert::PyStoreDefault>()?;
     m.add("STORE_DEFAULT", convert::PyStoreDefault)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    let close_gate = wrap_pyfunction!(runtime::close_python_gate, m)?;
+    m.py()
+        .import("atexit")?
+        .call_method1("register", (close_gate,))?;
     Ok(())
 }

@@ -16,6 +16,8 @@ use std::cell::OnceCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
+use std::task::Poll;
 use std::time::Duration;
 
 use pyo3::prelude::*;
@@ -192,6 +194,43 @@ fn spawn_error(e: &std::io::Error) -> ! {
     panic!("cannot start the tokio runtime: {e}")
 }
 
+/// Whether the runtime's threads may still enter Python: closed by [`close_python_gate`]
+/// when the interpreter exits. An awaitable's completion sets its asyncio future's result
+/// from a runtime thread, which takes the GIL; a thread that takes it while the interpreter
+/// finalizes is ended by the interpreter in the middle of Rust frames, which aborts the process (one
+/// `asyncio.run` in five did, right after its last await). So every task and blocking job
+/// of [`Shared`] runs holding this gate's read side, and the exit hook takes the write side.
+static PYTHON_GATE: RwLock<bool> = RwLock::new(true);
+
+fn gate() -> RwLockReadGuard<'static, bool> {
+    PYTHON_GATE.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Registered with `atexit` when the module loads: waits (the GIL released) for the runtime
+/// threads that are inside Python or about to enter it, and keeps every later one out. Work
+/// still in flight then never completes, as the process is ending.
+#[pyfunction]
+pub fn close_python_gate(py: Python<'_>) {
+    py.detach(|| *PYTHON_GATE.write().unwrap_or_else(PoisonError::into_inner) = false);
+}
+
+/// A task that is polled only while the gate is open (after it closes, it stays pending and
+/// is never woken again).
+struct Gated<F>(Pin<Box<F>>);
+
+impl<F: Future<Output = ()>> Future for Gated<F> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        let open = gate();
+        if *open {
+            self.0.as_mut().poll(cx)
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
 impl GenericRuntime for Shared {
     type JoinError = tokio::task::JoinError;
     type JoinHandle = tokio::task::JoinHandle<()>;
@@ -200,7 +239,9 @@ impl GenericRuntime for Shared {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        shared().unwrap_or_else(|e| spawn_error(&e)).spawn(fut)
+        shared()
+            .unwrap_or_else(|e| spawn_error(&e))
+            .spawn(Gated(Box::pin(fut)))
     }
 
     fn spawn_blocking<F>(f: F) -> Self::JoinHandle
@@ -209,7 +250,12 @@ impl GenericRuntime for Shared {
     {
         shared()
             .unwrap_or_else(|e| spawn_error(&e))
-            .spawn_blocking(f)
+            .spawn_blocking(move || {
+                let open = gate();
+                if *open {
+                    f();
+                }
+            })
     }
 }
 
