@@ -65,57 +65,71 @@ impl Predicate {
     }
 }
 
-/// Predicates of one item, combined with OR (`Any`) or AND (`All`).
+/// One part of an item, its predicates or its tags, combined with OR (`Any`) or AND (`All`).
 #[derive(Clone, Debug, PartialEq)]
-pub enum PredicateGroup {
-    Any(Vec<Predicate>),
-    All(Vec<Predicate>),
+pub enum Group<T> {
+    Any(Vec<T>),
+    All(Vec<T>),
 }
 
-impl PredicateGroup {
-    pub fn predicates(&self) -> &[Predicate] {
+/// An item's payload predicates.
+pub type PredicateGroup = Group<Predicate>;
+/// An item's tags.
+pub type TagGroup = Group<String>;
+
+impl<T: PartialEq> Group<T> {
+    pub fn members(&self) -> &[T] {
         match self {
-            Self::Any(p) | Self::All(p) => p,
-        }
-    }
-}
-
-/// Tags of one item: the event carries at least one of them (`Any`) or every one (`All`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TagGroup {
-    Any(Vec<String>),
-    All(Vec<String>),
-}
-
-impl TagGroup {
-    pub fn tags(&self) -> &[String] {
-        match self {
-            Self::Any(t) | Self::All(t) => t,
+            Self::Any(m) | Self::All(m) => m,
         }
     }
 
-    /// Sorted and deduplicated; one tag is the same under ANY and ALL and becomes ALL.
-    fn sanitised(self) -> Result<Self> {
+    /// Each member checked and normalised by `check`, then sorted by `order` and
+    /// deduplicated; one member means the same under ANY and ALL and becomes ALL. An empty
+    /// group (`what` names its members) is an error: it would change what the item matches.
+    fn sanitised<K: Ord>(
+        self,
+        what: &str,
+        check: impl Fn(T) -> Result<T>,
+        order: impl Fn(&T) -> K,
+    ) -> Result<Self> {
         let any = matches!(self, Self::Any(_));
-        let mut tags = match self {
-            Self::Any(t) | Self::All(t) => t,
-        };
-        if tags.is_empty() {
-            return Err(Error::invalid(
-                "filter item: a tag group needs at least one tag; an empty group would change what the item matches",
-            ));
+        let (Self::Any(members) | Self::All(members)) = self;
+        if members.is_empty() {
+            return Err(Error::invalid(format!(
+                "filter item: a {what} group needs at least one {what}; an empty group would change what the item matches"
+            )));
         }
-        for t in &tags {
-            check_tag(t)?;
-        }
-        tags.sort_unstable();
-        tags.dedup();
-        Ok(if any && tags.len() > 1 {
-            Self::Any(tags)
+        let mut kept = members.into_iter().map(check).collect::<Result<Vec<_>>>()?;
+        kept.sort_by_cached_key(order);
+        kept.dedup();
+        Ok(if any && kept.len() > 1 {
+            Self::Any(kept)
         } else {
-            Self::All(tags)
+            Self::All(kept)
         })
     }
+}
+
+fn checked_predicate(p: Predicate) -> Result<Predicate> {
+    reject_nul("a predicate key", &p.key)?;
+    if let PredicateValue::Str(s) = &p.value {
+        reject_nul("a predicate value", s)?;
+    }
+    if p.key.is_empty() {
+        return Err(Error::invalid(
+            "a predicate key must not be empty: it names a top-level payload field",
+        ));
+    }
+    Ok(Predicate {
+        key: p.key,
+        value: p.value.normalised()?,
+    })
+}
+
+fn checked_tag(t: String) -> Result<String> {
+    check_tag(&t)?;
+    Ok(t)
 }
 
 /// A tag is a non-empty string (PostgreSQL text: no NUL).
@@ -169,46 +183,12 @@ impl FilterItem {
             ));
         }
 
-        let predicates = match predicates {
-            None => None,
-            Some(group) => {
-                let any = matches!(group, PredicateGroup::Any(_));
-                if group.predicates().is_empty() {
-                    return Err(Error::invalid(
-                        "filter item: a predicate group needs at least one predicate; an empty group would change what the item matches",
-                    ));
-                }
-                let mut kept = Vec::with_capacity(group.predicates().len());
-                for p in match group {
-                    PredicateGroup::Any(p) | PredicateGroup::All(p) => p,
-                } {
-                    reject_nul("a predicate key", &p.key)?;
-                    if let PredicateValue::Str(s) = &p.value {
-                        reject_nul("a predicate value", s)?;
-                    }
-                    if p.key.is_empty() {
-                        return Err(Error::invalid(
-                            "a predicate key must not be empty: it names a top-level payload field",
-                        ));
-                    }
-                    kept.push(Predicate {
-                        key: p.key,
-                        value: p.value.normalised()?,
-                    });
-                }
-                kept.sort_by_cached_key(Predicate::sort_key);
-                kept.dedup();
-                match kept.len() {
-                    0 => None,
-                    // One predicate means the same under ANY and ALL: normalise to ALL.
-                    1 => Some(PredicateGroup::All(kept)),
-                    _ if any => Some(PredicateGroup::Any(kept)),
-                    _ => Some(PredicateGroup::All(kept)),
-                }
-            }
-        };
-
-        let tags = tags.map(TagGroup::sanitised).transpose()?;
+        let predicates = predicates
+            .map(|g| g.sanitised("predicate", checked_predicate, Predicate::sort_key))
+            .transpose()?;
+        let tags = tags
+            .map(|g| g.sanitised("tag", checked_tag, String::clone))
+            .transpose()?;
         if types.is_empty() && predicates.is_none() && tags.is_none() {
             return Err(Error::invalid(
                 "filter item is empty: give event types, predicates, tags or a combination (use a match-any-event filter on purpose)",
@@ -485,7 +465,7 @@ mod tests {
             ])),
         )
         .unwrap();
-        assert_eq!(item.predicates().unwrap().predicates().len(), 1);
+        assert_eq!(item.predicates().unwrap().members().len(), 1);
         let num = |v: PredicateValue| {
             FilterItem::new(
                 vec![],
