@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import uuid
 from datetime import datetime, timezone
 from typing import Any
 
@@ -200,3 +202,24 @@ def test_no_stored_number_can_break_reads(store: Any) -> None:
         123456789012345678901234567890,
     ]
     assert [type(x) for x in read[-2:]] == [float, int]
+
+
+def test_events_read_back_are_left_to_reference_counting_where_no_cycle_can_form(
+    store: Any,
+) -> None:
+    """The cyclic GC skips what cannot be in a cycle (as CPython itself decides, lazily), so a
+    large read is not traversed collection after collection; anything that could hold a
+    cycle stays tracked."""
+    store.append_unconditionally(
+        Event("Flat", {"a": 1, "b": "x", "nested": {"c": None}}, tags=["t"]),
+        Event("WithList", {"a": [1, 2]}),
+        Event("WithId", {"a": 1}, id=uuid.uuid4()),
+    )
+    flat, with_list, with_id = store.query(EVERYTHING)
+    assert not gc.is_tracked(flat) and not gc.is_tracked(flat.payload)
+    assert not gc.is_tracked(flat.payload["nested"]) and not gc.is_tracked(flat.tags)
+    assert gc.is_tracked(with_list.payload) and gc.is_tracked(with_list)
+    assert gc.is_tracked(with_id)  # a UUID is a container to the GC
+    # A payload given a container is followed again, as any dict is.
+    flat.payload["cycle"] = [flat.payload]
+    assert gc.is_tracked(flat.payload)

@@ -63,10 +63,34 @@ pub fn value<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
 
 pub fn object<'py>(py: Python<'py>, map: &Map<String, Value>) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
+    let mut acyclic = true;
     for (k, v) in map {
-        dict.set_item(k, value(py, v)?)?;
+        let v = value(py, v)?;
+        acyclic &= !gc_tracked(&v);
+        dict.set_item(k, v)?;
+    }
+    if acyclic {
+        untrack(&dict);
     }
     Ok(dict)
+}
+
+/// Whether the cyclic garbage collector follows `obj` (a container that may be in a cycle).
+fn gc_tracked(obj: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: `obj` is a live object; the call only reads its header.
+    unsafe { ffi::PyObject_GC_IsTracked(obj.as_ptr()) == 1 }
+}
+
+/// Stops the cyclic garbage collector following a dict or tuple that holds nothing it
+/// follows: no reference cycle can pass through it. CPython applies the same rule to dicts
+/// and tuples itself, but only when a collection reaches them; values built by the thousand
+/// (a read's events and their payloads) were otherwise traversed collection after
+/// collection, a seventh of a catch-up read's time. A dict given a container later is
+/// followed again (CPython re-tracks it on insertion).
+fn untrack(obj: &Bound<'_, PyAny>) {
+    // SAFETY: `obj` is a live dict or tuple; untracking is allowed for any GC object and is a
+    // no-op when it is not tracked.
+    unsafe { ffi::PyObject_GC_UnTrack(obj.as_ptr().cast()) }
 }
 
 /// Microseconds since the Unix epoch to an aware UTC `datetime`.
@@ -200,9 +224,12 @@ fn event<'py>(
         if e.tags.is_empty() {
             PyTuple::empty(py).into_any()
         } else {
-            PyTuple::new(py, &e.tags)?.into_any()
+            let tags = PyTuple::new(py, &e.tags)?.into_any();
+            untrack(&tags);
+            tags
         },
     ];
+    let acyclic = items.iter().all(|item| !gc_tracked(item));
     // SAFETY: `class` is a tuple subclass with the tuple's layout (checked when it was looked
     // up), so its allocator returns a new tuple (one reference, ours) of `items.len()` empty
     // slots, which each take one owned reference, exactly once, before the object is used.
@@ -216,6 +243,9 @@ fn event<'py>(
             if ffi::PyTuple_SetItem(obj.as_ptr(), i as ffi::Py_ssize_t, item.into_ptr()) != 0 {
                 return Err(PyErr::fetch(py));
             }
+        }
+        if acyclic {
+            untrack(&obj);
         }
         Ok(obj)
     }
