@@ -223,3 +223,11 @@ def test_events_read_back_are_left_to_reference_counting_where_no_cycle_can_form
     # A payload given a container is followed again, as any dict is.
     flat.payload["cycle"] = [flat.payload]
     assert gc.is_tracked(flat.payload)
+
+
+def test_payloads_with_many_and_long_keys_read_back_whole(store: Any) -> None:
+    # Past what a read shares between its events (1,024 keys of up to 64 bytes).
+    payload = {f"k{i}-" * (i % 40 + 1): i for i in range(2_000)}
+    store.append_unconditionally(Event("Wide", payload), Event("Wide", payload))
+    assert [e.payload for e in store.query(EVERYTHING)] == [payload, payload]
+    assert [e.payload for e in store.read()] == [payload, payload]

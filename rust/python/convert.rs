@@ -8,9 +8,10 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
     PyBool, PyDateAccess, PyDateTime, PyDelta, PyDeltaAccess, PyDict, PyFloat, PyInt, PyList,
-    PyTimeAccess, PyTuple, PyType, PyTzInfo,
+    PyString, PyTimeAccess, PyTuple, PyType, PyTzInfo,
 };
 use serde_json::{Map, Number, Value};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use super::errors::invalid;
@@ -44,7 +45,34 @@ fn number<'py>(py: Python<'py>, n: &Number) -> PyResult<Bound<'py, PyAny>> {
     facade_class(py, &DECIMAL, "decimal", "Decimal")?.call1((text,))
 }
 
+/// The texts a batch of events repeats (payload keys, event types), each made a Python `str`
+/// once and shared: no decoding per event, and each key's hash computed once. Bounded, as
+/// the keys come from stored data: at most [`Self::MAX`] texts of up to [`Self::LONGEST`]
+/// bytes; others are made each time.
+#[derive(Default)]
+struct Texts<'py>(HashMap<String, Bound<'py, PyString>>);
+
+impl<'py> Texts<'py> {
+    const MAX: usize = 1024;
+    const LONGEST: usize = 64;
+
+    fn get(&mut self, py: Python<'py>, text: &str) -> Bound<'py, PyString> {
+        if let Some(made) = self.0.get(text) {
+            return made.clone();
+        }
+        let made = PyString::new(py, text);
+        if text.len() <= Self::LONGEST && self.0.len() < Self::MAX {
+            self.0.insert(text.to_owned(), made.clone());
+        }
+        made
+    }
+}
+
 pub fn value<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
+    value_in(py, v, &mut Texts::default())
+}
+
+fn value_in<'py>(py: Python<'py>, v: &Value, keys: &mut Texts<'py>) -> PyResult<Bound<'py, PyAny>> {
     Ok(match v {
         Value::Null => py.None().into_bound(py),
         Value::Bool(b) => b.into_pyobject(py)?.to_owned().into_any(),
@@ -53,21 +81,25 @@ pub fn value<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
         Value::Array(items) => {
             let list = PyList::empty(py);
             for item in items {
-                list.append(value(py, item)?)?;
+                list.append(value_in(py, item, keys)?)?;
             }
             list.into_any()
         }
-        Value::Object(map) => object(py, map)?.into_any(),
+        Value::Object(map) => object(py, map, keys)?.into_any(),
     })
 }
 
-pub fn object<'py>(py: Python<'py>, map: &Map<String, Value>) -> PyResult<Bound<'py, PyDict>> {
+fn object<'py>(
+    py: Python<'py>,
+    map: &Map<String, Value>,
+    keys: &mut Texts<'py>,
+) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
     let mut acyclic = true;
     for (k, v) in map {
-        let v = value(py, v)?;
+        let v = value_in(py, v, keys)?;
         acyclic &= !gc_tracked(&v);
-        dict.set_item(k, v)?;
+        dict.set_item(keys.get(py, k), v)?;
     }
     if acyclic {
         untrack(&dict);
@@ -209,14 +241,15 @@ fn event<'py>(
     py: Python<'py>,
     class: &Bound<'py, PyType>,
     e: &RecordedEvent,
+    texts: &mut Texts<'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
     // In the order of RECORDED_EVENT_FIELDS.
     let items = [
         e.sequence_number.into_pyobject(py)?.into_any(),
         datetime(py, e.occurred_at)?.into_any(),
-        e.event_type.as_str().into_pyobject(py)?.into_any(),
-        object(py, &e.payload)?.into_any(),
-        object(py, &e.metadata)?.into_any(),
+        texts.get(py, &e.event_type).into_any(),
+        object(py, &e.payload, texts)?.into_any(),
+        object(py, &e.metadata, texts)?.into_any(),
         match e.id {
             Some(id) => uuid(py, id)?,
             None => py.None().into_bound(py),
@@ -286,8 +319,9 @@ impl<'py> IntoPyObject<'py> for Events {
 fn event_list<'py>(py: Python<'py>, events: &[RecordedEvent]) -> PyResult<Bound<'py, PyList>> {
     let class = recorded_event_class(py)?;
     let list = PyList::empty(py);
+    let mut texts = Texts::default();
     for e in events {
-        list.append(event(py, class, e)?)?;
+        list.append(event(py, class, e, &mut texts)?)?;
     }
     Ok(list)
 }
