@@ -149,7 +149,7 @@ pub fn lookup(table: &TableName, filter: &Filter) -> Option<Lookup> {
     Some(found)
 }
 
-/// How many coarse keys there are: every fine key (a type or field key) belongs to one.
+/// How many coarse keys there are: every fine key (a type, field or tag key) belongs to one.
 pub const COARSE_KEYS: u64 = 64;
 
 /// The coarse key of `fine`: one of [`COARSE_KEYS`], shared by every fine key in its bucket.
