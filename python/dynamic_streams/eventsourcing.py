@@ -154,9 +154,10 @@ class DynamicStreamsDCBRecorder(DCBRecorder):
         with _translated():
             filter = _filter(query)
             if limit is not None:
-                # At most `limit` events, as asked: read now, so the head is known.
+                # At most `limit` events, as asked: read now, so the head is known up front.
                 events = list(self.store.read(filter, after=after or 0, limit=limit))
-                return _ReadResponse(iter(events), None)
+                last = events[-1].sequence_number if events else None
+                return _ReadResponse(iter(events), last)
             head = self.store.head()
             return _ReadResponse(self.store.read(filter, after=after or 0), head or None)
 
