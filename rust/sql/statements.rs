@@ -155,15 +155,16 @@ pub fn insert(table: &TableName, guard: Option<&Guard<'_>>, events: &[StorableEv
     };
     let key_table = table.keys_quoted();
     let seq = table.sequence_quoted();
-    let (tags_in, tags_column, tags_value) = match tags {
-        Some(g) => (
-            format!(", {g}::jsonb[]"),
+    // The tags' parameter unnested as `g`, and the column it fills.
+    let (tags_in, g, tags_column, tags_value) = match tags {
+        Some(p) => (
+            format!(", {p}::jsonb[]"),
+            ", g",
             ", tags",
             ", ARRAY(SELECT jsonb_array_elements_text(g))",
         ),
-        None => (String::new(), "", ""),
+        None => (String::new(), "", "", ""),
     };
-    let g = if tags_in.is_empty() { "" } else { ", g" };
     let sql = format!(
         "WITH {ctes}new AS (\
              SELECT nextval('{seq}') AS sequence_number, o, e, p, m, d{g}, i \
