@@ -31,6 +31,12 @@ def cli(*args: str, dsn: str | None = None, input: str | None = None, **kw: Any)
     )  # fmt: skip
 
 
+def reap(process: subprocess.Popen[str]) -> None:
+    """Ends `process` (if a test left it running), waits for it and closes its pipes."""
+    with process:
+        process.kill()
+
+
 def history(n: int) -> list[Event]:
     return [
         Event(
@@ -200,11 +206,7 @@ def test_tail_follows_live_appends_until_interrupted(
         assert [e["payload"]["n"] for e in lines] == [1, 2, 3, 4]
         assert [e["sequence_number"] for e in lines] == [7, 8, 10, 12]
     finally:
-        follow.kill()
-        follow.wait()
-        for stream in (follow.stdout, follow.stderr):
-            if stream is not None:
-                stream.close()
+        reap(follow)
 
 
 def test_embedded_prints_a_dsn_that_works() -> None:
@@ -223,8 +225,4 @@ def test_embedded_prints_a_dsn_that_works() -> None:
         # Stopped with it: the DSN no longer answers.
         assert cli("head", dsn=dsn).returncode == 1
     finally:
-        server.kill()
-        server.wait()
-        for stream in (server.stdout, server.stderr):
-            if stream is not None:
-                stream.close()
+        reap(server)
