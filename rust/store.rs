@@ -830,6 +830,12 @@ impl EventStore {
                         events.push(recorded(row)?);
                     }
                 }
+                // Sorted here rather than by the server: one pass over rows mostly in order.
+                if reader.backwards {
+                    events.sort_by_key(|e| std::cmp::Reverse(e.sequence_number));
+                } else {
+                    events.sort_by_key(|e| e.sequence_number);
+                }
                 reader.advance(&events, reached, limit);
                 if !events.is_empty() {
                     return Ok(events);

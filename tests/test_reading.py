@@ -46,7 +46,15 @@ BOOK_0_READER_1 = (
     .any_event_type_of("Rare")
     .finalize()
 )
-FILTERS = [EVERY, LENT, BOOK_0, BOOK_0_READER_1]
+# Types only: one ordered scan per type, merged; past 32 types, scanned one after another.
+TWO_TYPES = build_event_filter().matching().any_event_type_of("BookReturned", "BookLent").finalize()
+MANY_TYPES = (
+    build_event_filter()
+    .matching()
+    .any_event_type_of("BookReturned", *(f"Unused{i}" for i in range(40)), "Rare")
+    .finalize()
+)
+FILTERS = [EVERY, LENT, TWO_TYPES, MANY_TYPES, BOOK_0, BOOK_0_READER_1]
 
 
 def lent(i: int) -> Event:

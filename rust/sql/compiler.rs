@@ -60,6 +60,10 @@ pub(crate) struct Compiler {
     plan_per_call: bool,
 }
 
+/// Event types up to which a page merges one ordered scan per type (see
+/// [`Compiler::page_source`]); past them, a statement's text would grow with its types.
+pub(crate) const MERGED_TYPES: usize = 32;
+
 /// Predicates of an ANY group past which the group is checked by hashed membership instead
 /// of one containment per predicate (each event's fields looked up in the group, rather than
 /// the group scanned for each event).
@@ -130,14 +134,30 @@ impl Compiler {
         } = page;
         let range = format!("sequence_number > {lower} AND sequence_number <= {upper}");
         if lookup.keys.is_empty() {
-            // Event types only: the event-type index yields the events themselves.
+            // Event types only: the event-type index yields the events themselves, one
+            // ordered scan per type. Up to MERGED_TYPES types, the scans are merged and stop
+            // once the page is full: a page reads its own events, not `limit` of each type.
             let types = self.bind(SqlParam::TextArray(lookup.types.clone()));
+            let scan = |event_type: &str| {
+                format!(
+                    "SELECT {COLUMNS} FROM {t} WHERE event_type = {event_type} AND {range} \
+                     ORDER BY sequence_number {order} LIMIT {limit}"
+                )
+            };
+            let scans = if lookup.types.len() <= MERGED_TYPES {
+                (1..=lookup.types.len())
+                    .map(|i| format!("({})", scan(&format!("({types}::text[])[{i}]"))))
+                    .collect::<Vec<_>>()
+                    .join(" UNION ALL ")
+            } else {
+                format!(
+                    "SELECT c.* FROM unnest({types}::text[]) AS q(event_type) \
+                     CROSS JOIN LATERAL ({}) AS c",
+                    scan("q.event_type")
+                )
+            };
             let ctes = format!(
-                "candidate AS MATERIALIZED (SELECT * FROM (\
-                     SELECT c.* FROM unnest({types}::text[]) AS q(event_type) \
-                     CROSS JOIN LATERAL (SELECT {COLUMNS} FROM {t} \
-                         WHERE event_type = q.event_type AND {range} \
-                         ORDER BY sequence_number {order} LIMIT {limit}) AS c) AS u \
+                "candidate AS MATERIALIZED (SELECT * FROM ({scans}) AS u \
                  ORDER BY sequence_number {order} LIMIT {limit})"
             );
             return (ctes, "candidate AS e".to_owned());
