@@ -82,7 +82,7 @@ fn tag_key(table: &TableName, tag: &str) -> i64 {
 /// Where a filter's events are found in the key index: `keys` to look up for the items with
 /// predicates or tags (the first of an ALL group, each of an ANY group), and the event types
 /// of the items with neither.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Lookup {
     pub keys: Vec<i64>,
     pub types: Vec<String>,

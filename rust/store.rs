@@ -893,8 +893,8 @@ const READ_ONLY: &str = "BEGIN ISOLATION LEVEL READ COMMITTED, READ ONLY";
 pub const MAX_BATCH: usize = 100_000;
 
 /// A read in progress: what it reads, in which direction, and how far it got. Each
-/// [`EventStore::read`] returns its next page.
-#[derive(Debug)]
+/// [`EventStore::read`] returns its next page (a clone reads the pages after it on its own).
+#[derive(Clone, Debug)]
 pub struct Reader {
     filter: Filter,
     lookup: Option<keys::Lookup>,

@@ -120,6 +120,60 @@ def test_breaking_out_of_a_read_releases_its_connection(
         assert len(list(reading)) == 28
 
 
+def _busy_backends(dsn: str) -> list[str]:
+    """What the store's connections are doing that is not waiting for a call."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT state FROM pg_stat_activity WHERE application_name = 'dynamic-streams' "
+            "AND pid <> pg_backend_pid() AND state <> 'idle'"
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def test_leaving_a_read_stops_the_page_it_reads_ahead(
+    event_store_dsn: str, event_store_table: str
+) -> None:
+    with EventStore(event_store_dsn, table=event_store_table, pool_size=1, timeout=5) as store:
+        # Pages of about 800 kB: more than a socket holds, so the server is still sending
+        # the page read ahead when the read is left.
+        for start in range(0, 300, 50):
+            store.append_unconditionally(
+                *(Event("Big", {"i": start + i, "blob": "x" * 8000}) for i in range(50))
+            )
+        reading = store.read(batch_size=100)
+        # The second page taken: the third is being read ahead.
+        assert numbers(next(reading) for _ in range(150)) == list(range(1, 151))
+        reading.close()  # what leaving a for loop early does
+        assert _busy_backends(event_store_dsn) == []
+        assert numbers(store.read(after=150, batch_size=100)) == list(range(151, 301))
+
+    async def main() -> list[int]:
+        async with AsyncEventStore(
+            event_store_dsn, table=event_store_table, pool_size=1, timeout=5
+        ) as store:
+            reading = store.read(batch_size=100)
+            got = [(await anext(reading)).sequence_number for _ in range(150)]
+            await reading.aclose()  # type: ignore[attr-defined]
+            assert _busy_backends(event_store_dsn) == []
+            return got + [e.sequence_number async for e in store.read(after=150, batch_size=100)]
+
+    assert asyncio.run(main()) == list(range(1, 301))
+
+
+def test_a_read_goes_on_after_its_connections_are_killed(
+    event_store: EventStore, event_store_dsn: str
+) -> None:
+    fill(event_store, 40)
+    reading = event_store.read(batch_size=4)
+    got = [next(reading) for _ in range(6)]
+    with psycopg.connect(event_store_dsn, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'dynamic-streams' AND pid <> pg_backend_pid()"
+        )
+    assert numbers([*got, *reading]) == list(range(1, 41))
+
+
 def test_an_asyncio_store_reads_as_an_async_iterator(
     event_store: EventStore, async_event_store: AsyncEventStore
 ) -> None:

@@ -156,6 +156,7 @@ class EventStore:
 @final
 class Reader:
     def next(self, timeout: _Timeout) -> Any: ...
+    def close(self) -> Any: ...
 
 @final
 class Subscription:

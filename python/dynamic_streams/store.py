@@ -442,16 +442,21 @@ class EventStore(_StoreBase):
         ``after``, in ascending order (descending from the head when ``backwards``), at most
         ``limit`` of them, fetched ``batch_size`` at a time.
 
-        For catching up and for read models: memory stays at one page, no connection is held
-        between pages (so breaking out early is free), and no lock is taken. It reads up to
-        the head as of its start. Decisions use :meth:`query`, whose result the guard of
+        For catching up and for read models: memory stays at two pages, no lock is taken, and
+        from the second page on the next one is read while you take in the last (a connection
+        is held for that read only; breaking out early stops it). It reads up to the head as
+        of its start. Decisions use :meth:`query`, whose result the guard of
         :meth:`append` relies on. ``timeout`` applies to each page.
         """
         reader = self._reader(filter, after, limit, backwards, batch_size)
 
         def pages() -> Iterator[RecordedEvent]:
-            while page := self._run(self._page(reader, timeout)):
-                yield from page
+            try:
+                while page := self._run(self._page(reader, timeout)):
+                    yield from page
+            finally:
+                # Left early: the page read ahead lets go of its connection now.
+                reader.close()
 
         return pages()
 
@@ -616,9 +621,12 @@ class AsyncEventStore(_StoreBase):
         reader = self._reader(filter, after, limit, backwards, batch_size)
 
         async def pages() -> AsyncIterator[RecordedEvent]:
-            while page := await self._run(self._page(reader, timeout)):
-                for event in page:
-                    yield event
+            try:
+                while page := await self._run(self._page(reader, timeout)):
+                    for event in page:
+                        yield event
+            finally:
+                await reader.close()
 
         return pages()
 

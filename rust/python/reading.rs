@@ -1,14 +1,18 @@
 //! Reads and subscriptions for Python: each page is one call, returned (or awaited) through
-//! the store's [`Calls`], so a Python iterator holds no connection between pages.
+//! the store's [`Calls`]; a read also reads its next page ahead while Python takes in this
+//! one, and a subscription holds no connection between pages.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::prelude::*;
 use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
 
 use super::convert::{CallTimeout, Events};
 use super::runtime::Calls;
+use crate::event::RecordedEvent;
 use crate::store::{EventStore, Reader};
 use crate::subscription::{Stop, Subscription};
 
@@ -17,7 +21,22 @@ use crate::subscription::{Stop, Subscription};
 pub struct PyReader {
     store: Arc<EventStore>,
     reader: Arc<Mutex<Reader>>,
+    /// The next page, read while Python takes in the last one.
+    ahead: Arc<std::sync::Mutex<Option<Ahead>>>,
+    /// Pages returned so far.
+    pages: Arc<AtomicU64>,
     calls: Calls,
+}
+
+/// The read of the next page, on a clone of the reader: the reader moves on only when its
+/// page is taken, so a page read ahead and never taken is read again. Dropped, it is
+/// stopped (its connection's statement is cancelled).
+struct Ahead(JoinHandle<crate::Result<(Reader, Vec<RecordedEvent>)>>);
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl PyReader {
@@ -25,19 +44,72 @@ impl PyReader {
         Self {
             store,
             reader: Arc::new(Mutex::new(reader)),
+            ahead: Arc::default(),
+            pages: Arc::default(),
             calls,
         }
     }
 }
 
+fn slot(ahead: &std::sync::Mutex<Option<Ahead>>) -> std::sync::MutexGuard<'_, Option<Ahead>> {
+    ahead
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[pymethods]
 impl PyReader {
+    /// The next page. From the second page on, each call also starts reading the page after
+    /// it, so that the server reads it while Python takes in this one (a catch-up waits for
+    /// the server about a third of its time otherwise). A read that stops after its first
+    /// page (`next(store.read(...))`) reads nothing ahead.
     #[pyo3(signature = (timeout))]
     fn next<'py>(&self, py: Python<'py>, timeout: CallTimeout) -> PyResult<Bound<'py, PyAny>> {
         let (store, reader) = (Arc::clone(&self.store), Arc::clone(&self.reader));
+        let (ahead, pages) = (Arc::clone(&self.ahead), Arc::clone(&self.pages));
         self.calls.run(py, async move {
+            let pending = slot(&ahead).take();
             let mut reader = reader.lock().await;
-            store.read(&mut reader, timeout.0).await.map(Events)
+            let page = if let Some(mut pending) = pending {
+                let (next, page) = match (&mut pending.0).await {
+                    Ok(read) => read?,
+                    Err(e) => std::panic::resume_unwind(e.into_panic()),
+                };
+                *reader = next;
+                page
+            } else {
+                store.read(&mut reader, timeout.0).await?
+            };
+            if !page.is_empty() && pages.fetch_add(1, Ordering::Relaxed) > 0 {
+                let mut next = reader.clone();
+                let task = tokio::spawn(async move {
+                    let page = store.read(&mut next, timeout.0).await?;
+                    Ok((next, page))
+                });
+                *slot(&ahead) = Some(Ahead(task));
+                // A few turns of the runtime: the read takes its connection and sends its
+                // statement before the caller stops driving the runtime (the synchronous
+                // store's runs only while a call waits).
+                for _ in 0..4 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            Ok(Events(page))
+        })
+    }
+
+    /// Stops the read ahead, if any, and waits until it has let go of its connection.
+    fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let pending = slot(&self.ahead).take();
+        self.calls.run(py, async move {
+            if let Some(mut pending) = pending {
+                pending.0.abort();
+                // Stopped, or done: its connection is back in the pool, or dropped; a turn of
+                // the runtime has a dropped one's task close its socket now.
+                let _ = (&mut pending.0).await;
+                tokio::task::yield_now().await;
+            }
+            Ok(())
         })
     }
 }
