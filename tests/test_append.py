@@ -76,6 +76,22 @@ def test_returned_sequence_numbers_are_the_stored_ones(store: Any) -> None:
     assert stored.max_sequence_number == assigned[-1]
 
 
+def test_instants_across_datetimes_range_read_back_exactly(store: Any) -> None:
+    instants = [
+        datetime(1, 1, 1, tzinfo=timezone.utc),
+        datetime(255, 12, 31, 23, 59, 59, 65535, tzinfo=timezone.utc),
+        datetime(256, 1, 1, 0, 0, 0, 65536, tzinfo=timezone.utc),
+        datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc),
+        datetime(1970, 1, 1, tzinfo=timezone.utc),
+        datetime(2000, 2, 29, 12, 34, 56, 1, tzinfo=timezone.utc),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc),
+    ]
+    store.append(EVERYTHING, 0, *(Event("Lent", {}, occurred_at=t) for t in instants))
+    read = [e.occurred_at for e in store.query(EVERYTHING)]
+    assert read == instants
+    assert all(t.tzinfo is timezone.utc and t.fold == 0 for t in read)
+
+
 def test_metadata_payload_and_time_round_trip(store: Any) -> None:
     when = datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=timezone.utc)
     metadata = {
