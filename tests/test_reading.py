@@ -114,10 +114,16 @@ def test_breaking_out_of_a_read_releases_its_connection(
         fill(store, 30)
         reading = store.read(batch_size=4)
         assert numbers([next(reading), next(reading)]) == [1, 2]
-        # The only connection is free between pages.
+        # The only connection is free after the first page.
         assert len(store.query(LENT).events) == 23
         assert store.head() == 30
         assert len(list(reading)) == 28
+        # Later pages are read ahead on it; calls in the loop still get it.
+        got = []
+        for event in store.read(batch_size=4):
+            got.append(event.sequence_number)
+            assert store.head() == 30
+        assert got == list(range(1, 31))
 
 
 def _busy_backends(dsn: str) -> list[str]:

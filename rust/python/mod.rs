@@ -22,7 +22,7 @@ use errors::OrRaise;
 /// The extension's own allocations (rows, decoded events; Python's objects are the
 /// interpreter's) come from mimalloc. Reads allocate and free a page's worth of small blocks
 /// at a time, which the C library's allocator hands back to the system and takes again page
-/// after page: with mimalloc a catch-up of 772,897 events ran 1.3x as fast (README, Speed).
+/// after page: with mimalloc a catch-up of 772,897 events ran 1.3x as fast.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
