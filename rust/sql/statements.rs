@@ -185,12 +185,12 @@ pub fn insert(table: &TableName, guard: Option<&Guard<'_>>, events: &[StorableEv
 }
 
 /// One page of a read: the events matching `filter` (whose lookup is `lookup`) among
-/// `$1 < sequence_number <= $2`, at most `$3`, in no particular order when read through an
-/// index lookup (the reader puts them in order). Each
-/// row ends with the sequence number the page's scan reached when the statement can tell
-/// (through the key index or the event-type index), NULL when it reached the end of the
-/// range or the rows tell (see [`crate::store::Reader`]); a page of no events is then one
-/// row of NULL events. A match-all filter walks the primary key.
+/// `$1 < sequence_number <= $2`, at most `$3`, the first in ascending or (`backwards`)
+/// descending order, returned in no particular order (the reader sorts them). Each row ends
+/// with the sequence number the page's scan reached when the statement can tell (through the
+/// key index or the event-type index), NULL when it reached the end of the range or the rows
+/// tell (see [`crate::store::Reader`]); a page of no events is then one row of NULL events. A
+/// match-all filter walks the primary key.
 pub fn page(
     table: &TableName,
     filter: &Filter,
