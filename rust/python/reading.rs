@@ -11,6 +11,7 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
 use super::convert::{CallTimeout, Events};
+use super::errors::interface_error;
 use super::runtime::Calls;
 use crate::event::RecordedEvent;
 use crate::store::{EventStore, Reader};
@@ -26,6 +27,9 @@ pub struct PyReader {
     /// Pages returned so far.
     pages: Arc<AtomicU64>,
     calls: Calls,
+    /// The process the read was started in: a forked child has neither its connections nor
+    /// the runtime that runs its read ahead.
+    pid: u32,
 }
 
 /// The read of the next page, on a clone of the reader: the reader moves on only when its
@@ -47,6 +51,18 @@ impl PyReader {
             ahead: Arc::default(),
             pages: Arc::default(),
             calls,
+            pid: std::process::id(),
+        }
+    }
+
+    fn check_process(&self, py: Python<'_>) -> PyResult<()> {
+        if std::process::id() == self.pid {
+            Ok(())
+        } else {
+            Err(interface_error(
+                py,
+                "this read was started before the process forked; start it again in the child process",
+            ))
         }
     }
 }
@@ -65,6 +81,7 @@ impl PyReader {
     /// page (`next(store.read(...))`) reads nothing ahead.
     #[pyo3(signature = (timeout))]
     fn next<'py>(&self, py: Python<'py>, timeout: CallTimeout) -> PyResult<Bound<'py, PyAny>> {
+        self.check_process(py)?;
         let (store, reader) = (Arc::clone(&self.store), Arc::clone(&self.reader));
         let (ahead, pages) = (Arc::clone(&self.ahead), Arc::clone(&self.pages));
         self.calls.run(py, async move {
@@ -100,6 +117,7 @@ impl PyReader {
 
     /// Stops the read ahead, if any, and waits until it has let go of its connection.
     fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.check_process(py)?;
         let pending = slot(&self.ahead).take();
         self.calls.run(py, async move {
             if let Some(mut pending) = pending {
