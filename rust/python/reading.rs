@@ -87,23 +87,25 @@ impl PyReader {
         self.calls.run(py, async move {
             let pending = slot(&ahead).take();
             let mut reader = reader.lock().await;
-            let page = if let Some(mut pending) = pending {
-                let (next, page) = match (&mut pending.0).await {
+            let (next, page) = if let Some(mut pending) = pending {
+                match (&mut pending.0).await {
                     Ok(read) => read?,
                     Err(e) => std::panic::resume_unwind(e.into_panic()),
-                };
-                *reader = next;
-                page
+                }
             } else {
-                store.read(&mut reader, timeout.0).await?
-            };
-            if !page.is_empty() && pages.fetch_add(1, Ordering::Relaxed) > 0 {
                 let mut next = reader.clone();
-                let task = tokio::spawn(async move {
-                    let page = store.read(&mut next, timeout.0).await?;
-                    Ok((next, page))
+                let page = store.read(&mut next, timeout.0).await?;
+                (next, page)
+            };
+            let read_ahead =
+                (!page.is_empty() && pages.fetch_add(1, Ordering::Relaxed) > 0).then(|| {
+                    let mut after = next.clone();
+                    Ahead(tokio::spawn(async move {
+                        let page = store.read(&mut after, timeout.0).await?;
+                        Ok((after, page))
+                    }))
                 });
-                *slot(&ahead) = Some(Ahead(task));
+            if read_ahead.is_some() {
                 // A few turns of the runtime: the read takes its connection and sends its
                 // statement before the caller stops driving the runtime (the synchronous
                 // store's runs only while a call waits).
@@ -111,6 +113,10 @@ impl PyReader {
                     tokio::task::yield_now().await;
                 }
             }
+            // Nothing is awaited from here on: a call dropped before (Ctrl-C, a cancelled
+            // task) leaves the reader where it was, and its page is read again.
+            *reader = next;
+            *slot(&ahead) = read_ahead;
             Ok(Events(page))
         })
     }
