@@ -2,7 +2,6 @@
 //! the store's [`Calls`]; a read also reads its next page ahead while Python takes in this
 //! one, and a subscription holds no connection between pages.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,15 +20,19 @@ use crate::subscription::{Stop, Subscription};
 #[pyclass(frozen, module = "dynamic_streams._native", name = "Reader")]
 pub struct PyReader {
     store: Arc<EventStore>,
-    reader: Arc<Mutex<Reader>>,
-    /// The next page, read while Python takes in the last one.
-    ahead: Arc<std::sync::Mutex<Option<Ahead>>>,
-    /// Pages returned so far.
-    pages: Arc<AtomicU64>,
+    progress: Arc<Mutex<Progress>>,
     calls: Calls,
     /// The process the read was started in: a forked child has neither its connections nor
     /// the runtime that runs its read ahead.
     pid: u32,
+}
+
+/// How far a read got: where its next page starts, that page being read ahead, and how many
+/// pages it returned.
+struct Progress {
+    reader: Reader,
+    ahead: Option<Ahead>,
+    pages: u64,
 }
 
 /// The read of the next page, on a clone of the reader: the reader moves on only when its
@@ -47,9 +50,11 @@ impl PyReader {
     pub fn new(store: Arc<EventStore>, reader: Reader, calls: Calls) -> Self {
         Self {
             store,
-            reader: Arc::new(Mutex::new(reader)),
-            ahead: Arc::default(),
-            pages: Arc::default(),
+            progress: Arc::new(Mutex::new(Progress {
+                reader,
+                ahead: None,
+                pages: 0,
+            })),
             calls,
             pid: std::process::id(),
         }
@@ -67,12 +72,6 @@ impl PyReader {
     }
 }
 
-fn slot(ahead: &std::sync::Mutex<Option<Ahead>>) -> std::sync::MutexGuard<'_, Option<Ahead>> {
-    ahead
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 #[pymethods]
 impl PyReader {
     /// The next page. From the second page on, each call also starts reading the page after
@@ -82,29 +81,26 @@ impl PyReader {
     #[pyo3(signature = (timeout))]
     fn next<'py>(&self, py: Python<'py>, timeout: CallTimeout) -> PyResult<Bound<'py, PyAny>> {
         self.check_process(py)?;
-        let (store, reader) = (Arc::clone(&self.store), Arc::clone(&self.reader));
-        let (ahead, pages) = (Arc::clone(&self.ahead), Arc::clone(&self.pages));
+        let (store, progress) = (Arc::clone(&self.store), Arc::clone(&self.progress));
         self.calls.run(py, async move {
-            let pending = slot(&ahead).take();
-            let mut reader = reader.lock().await;
-            let (next, page) = if let Some(mut pending) = pending {
+            let mut progress = progress.lock().await;
+            let (next, page) = if let Some(mut pending) = progress.ahead.take() {
                 match (&mut pending.0).await {
                     Ok(read) => read?,
                     Err(e) => std::panic::resume_unwind(e.into_panic()),
                 }
             } else {
-                let mut next = reader.clone();
+                let mut next = progress.reader.clone();
                 let page = store.read(&mut next, timeout.0).await?;
                 (next, page)
             };
-            let read_ahead =
-                (!page.is_empty() && pages.fetch_add(1, Ordering::Relaxed) > 0).then(|| {
-                    let mut after = next.clone();
-                    Ahead(tokio::spawn(async move {
-                        let page = store.read(&mut after, timeout.0).await?;
-                        Ok((after, page))
-                    }))
-                });
+            let read_ahead = (!page.is_empty() && progress.pages > 0).then(|| {
+                let mut after = next.clone();
+                Ahead(tokio::spawn(async move {
+                    let page = store.read(&mut after, timeout.0).await?;
+                    Ok((after, page))
+                }))
+            });
             if read_ahead.is_some() {
                 // A few turns of the runtime: the read takes its connection and sends its
                 // statement before the caller stops driving the runtime (the synchronous
@@ -114,9 +110,10 @@ impl PyReader {
                 }
             }
             // Nothing is awaited from here on: a call dropped before (Ctrl-C, a cancelled
-            // task) leaves the reader where it was, and its page is read again.
-            *reader = next;
-            *slot(&ahead) = read_ahead;
+            // task) leaves the read where it was, and its page is read again.
+            progress.reader = next;
+            progress.ahead = read_ahead;
+            progress.pages += u64::from(!page.is_empty());
             Ok(Events(page))
         })
     }
@@ -124,8 +121,9 @@ impl PyReader {
     /// Stops the read ahead, if any, and waits until it has let go of its connection.
     fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self.check_process(py)?;
-        let pending = slot(&self.ahead).take();
+        let progress = Arc::clone(&self.progress);
         self.calls.run(py, async move {
+            let pending = progress.lock().await.ahead.take();
             if let Some(mut pending) = pending {
                 pending.0.abort();
                 // Stopped, or done: its connection is back in the pool, or dropped; a turn of
