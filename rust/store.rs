@@ -27,11 +27,7 @@ use crate::sql::param::Statement;
 use crate::sql::statements as sql;
 use crate::table::TableName;
 use crate::time;
-
-/// Where a store's subscriptions find the wake-ups of their shared listener
-/// ([`crate::subscription`]): its sender, while one runs.
-pub(crate) type Wakeups =
-    std::sync::Arc<std::sync::Mutex<std::sync::Weak<tokio::sync::watch::Sender<u64>>>>;
+use crate::wake::Wakeups;
 
 /// The largest pool: far above PostgreSQL's default `max_connections` (100).
 pub const MAX_POOL_SIZE: usize = 1000;

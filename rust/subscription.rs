@@ -8,8 +8,8 @@
 //! number missing for longer than [`GAP_WAIT`] (in flight, or drawn by an append that rolled
 //! back) and a long backlog are settled by the head ([`EventStore::head`]), which waits for
 //! the writers in flight. Live delivery is woken by a notification
-//! each append sends after its commit, received by a [`Listener`] on a connection of its own,
-//! with a poll every `poll_interval` for notifications that never came (a channel down, an
+//! each append sends after its commit, received by a [`Listener`] on a connection of its own
+//! while some subscription waits for one ([`crate::wake`]), with a poll every `poll_interval` for notifications that never came (a channel down, an
 //! appender that died between its commit and its notification). A subscription holds no lock
 //! and no connection while it waits, and one page at a time in memory: a slow consumer only
 //! lets notifications coalesce.
@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use futures_util::future::{BoxFuture, OptionFuture};
 use futures_util::StreamExt;
 use tokio::sync::{watch, Notify};
 use tokio_postgres::AsyncMessage;
@@ -26,7 +27,8 @@ use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
 use crate::filter::Filter;
 use crate::pool::Dialer;
-use crate::store::{EventStore, Reader, Timeout, Wakeups};
+use crate::store::{EventStore, Reader, Timeout};
+use crate::wake::{Wakes, Wakeups};
 
 /// The longest pause between attempts when the server cannot be reached.
 const MAX_PAUSE: Duration = Duration::from_secs(2);
@@ -60,6 +62,7 @@ impl Stop {
 #[derive(Debug)]
 pub struct Subscription {
     reader: Reader,
+    wakes: Arc<Wakes>,
     wakeups: watch::Receiver<u64>,
     poll_interval: Duration,
     stop: Arc<Stop>,
@@ -98,7 +101,7 @@ fn contiguous(position: i64, numbers: &[i64]) -> i64 {
 pub struct Listener {
     dialer: Dialer,
     channel: String,
-    wake: Arc<watch::Sender<u64>>,
+    wakes: Arc<Wakes>,
     /// Where the store finds this listener to share it.
     slot: Wakeups,
 }
@@ -123,25 +126,26 @@ impl Subscription {
         let mut running = slot
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (wakeups, listener) = if let Some(wake) = running.upgrade() {
-            (wake.subscribe(), None)
+        let (wakes, listener) = if let Some(wakes) = running.upgrade() {
+            (wakes, None)
         } else {
-            let (wake, wakeups) = watch::channel(0);
-            let wake = Arc::new(wake);
-            *running = Arc::downgrade(&wake);
+            let wakes = Arc::new(Wakes::new());
+            *running = Arc::downgrade(&wakes);
             let listener = Listener {
                 dialer: store.dialer(),
                 channel: crate::keys::channel(store.table()),
-                wake,
+                wakes: Arc::clone(&wakes),
                 slot: Arc::clone(&slot),
             };
-            (wakeups, Some(listener))
+            (wakes, Some(listener))
         };
+        let wakeups = wakes.subscribe();
         drop(running);
         let stop = Arc::new(Stop::default());
         Ok((
             Self {
                 reader,
+                wakes,
                 wakeups,
                 poll_interval,
                 stop,
@@ -251,6 +255,7 @@ impl Subscription {
                 None => std::future::pending().await,
             }
         };
+        let _waiting = self.wakes.waiting();
         tokio::select! {
             _ = self.wakeups.changed() => {}
             () = poll => {}
@@ -271,7 +276,7 @@ impl Listener {
             }
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
-                () = self.wake.closed() => {}
+                () = self.wakes.closed() => {}
             }
             pause = (pause * 2).min(MAX_PAUSE);
         }
@@ -283,44 +288,60 @@ impl Listener {
             .slot
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let done = self.wake.is_closed();
+        let done = self.wakes.is_closed();
         if done {
             *slot = Weak::new();
         }
         done
     }
 
-    fn wake(&self) {
-        self.wake.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    /// One connection's life: `LISTEN`, then a wake-up per notification until it breaks.
-    /// Whether it got as far as listening.
+    /// One connection's life: `LISTEN`, then a wake-up per notification until it breaks,
+    /// `UNLISTEN` at a notification while no subscription waits, `LISTEN` again when one
+    /// begins to wait ([`crate::wake`]). Whether it got as far as listening.
     async fn listen(&self) -> bool {
         let Ok((client, mut connection)) = self.dialer.open().await else {
             return false;
         };
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        let command = format!("LISTEN \"{}\"", self.channel);
-        let listen = client.batch_execute(&command);
-        tokio::pin!(listen);
-        let mut listening = false;
+        let listen = format!("LISTEN \"{}\"", self.channel);
+        let unlisten = format!("UNLISTEN \"{}\"", self.channel);
+        // The command in flight, if any, and whether it is a LISTEN.
+        let mut switching: Option<BoxFuture<'_, Result<(), tokio_postgres::Error>>> =
+            Some(Box::pin(client.batch_execute(&listen)));
+        let mut to_listen = true;
+        let (mut listening, mut listened) = (false, false);
         loop {
             tokio::select! {
-                done = &mut listen, if !listening => {
+                Some(done) = OptionFuture::from(switching.as_mut()) => {
+                    switching = None;
                     if done.is_err() {
-                        return false;
+                        return listened;
                     }
-                    listening = true;
-                    // Commits while no connection listened are found now.
-                    self.wake();
+                    listening = to_listen;
+                    if listening {
+                        listened = true;
+                        // Commits while nothing listened are found now.
+                        self.wakes.wake();
+                    }
+                }
+                () = self.wakes.one_began(), if switching.is_none() && !listening => {
+                    if self.wakes.any_waiting() {
+                        to_listen = true;
+                        switching = Some(Box::pin(client.batch_execute(&listen)));
+                    }
                 }
                 message = messages.next() => match message {
-                    Some(Ok(AsyncMessage::Notification(_))) => self.wake(),
+                    Some(Ok(AsyncMessage::Notification(_))) => {
+                        self.wakes.wake();
+                        if listening && switching.is_none() && !self.wakes.any_waiting() {
+                            to_listen = false;
+                            switching = Some(Box::pin(client.batch_execute(&unlisten)));
+                        }
+                    }
                     Some(Ok(_)) => {}
-                    Some(Err(_)) | None => return listening,
+                    Some(Err(_)) | None => return listened,
                 },
-                () = self.wake.closed() => return listening,
+                () = self.wakes.closed() => return listened,
             }
         }
     }
