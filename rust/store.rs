@@ -625,12 +625,18 @@ impl EventStore {
 
     /// The rows of one read-only statement, in a transaction of its own.
     async fn read_rows(&self, statement: &Statement) -> Result<Vec<Row>> {
-        let begin = begin(true, statement);
+        Ok(self.read_all(&[statement]).await?.pop().unwrap_or_default())
+    }
+
+    /// `statements` in one read-only transaction, sent together: each one's rows.
+    async fn read_all(&self, statements: &[&Statement]) -> Result<Vec<Vec<Row>>> {
+        let planned = statements.iter().find(|s| s.plan_per_call);
+        let begin = begin(true, planned.unwrap_or(&statements[0]));
         once_more(true, || async {
             let conn = self.conn().await.map_err(Failure::connecting)?;
-            let mut rows = conn.transaction(begin, &[statement], None).await?;
+            let rows = conn.transaction(begin, statements, None).await?;
             conn.release();
-            Ok(rows.pop().unwrap_or_default())
+            Ok(rows)
         })
         .await
     }
@@ -780,14 +786,20 @@ impl EventStore {
         Ok(rows[0][0].try_get(0).map_err(Error::from)?)
     }
 
-    /// The last sequence number handed out, and the visible numbers above `after` up to it
-    /// (at most `limit`, ascending).
-    pub(crate) async fn numbers_after(&self, after: i64, limit: i64) -> Result<(i64, Vec<i64>)> {
-        let look = sql::numbers_after(&self.table, after, limit);
+    /// One look at the log above `reader`'s position: the last sequence number handed out,
+    /// and the visible numbers above the position up to it (at most `limit`, ascending). In
+    /// the same round trip, the reader's next page read as if every visible event were
+    /// settled, for [`Reader::settle`] to keep what the look settles.
+    pub(crate) async fn look(&self, reader: &Reader, limit: i64) -> Result<(i64, Vec<i64>, Page)> {
+        let position = reader.position();
+        let look = sql::numbers_after(&self.table, position, limit);
+        let (page, page_limit) = self.page_statement(reader, (position, i64::MAX))?;
         self.timed(Timeout::StoreDefault, async {
-            let rows = self.read_rows(&look).await?;
-            let row = rows.first().ok_or(Error::Closed)?;
-            Ok((row.try_get(0)?, row.try_get(1)?))
+            let mut rows = self.read_all(&[&look, &page]).await?;
+            let page = Page::new(&rows.pop().unwrap_or_default(), reader, page_limit)?;
+            let look = rows.pop().unwrap_or_default();
+            let row = look.first().ok_or(Error::Closed)?;
+            Ok((row.try_get(0)?, row.try_get(1)?, page))
         })
         .await
     }
@@ -800,45 +812,70 @@ impl EventStore {
                 if reader.done() {
                     return Ok(Vec::new());
                 }
-                let Some((lower, upper)) = reader.range else {
+                let Some(range) = reader.range else {
                     let head = self.head(Timeout::Unlimited).await?;
                     reader.begin_at(head);
                     continue;
                 };
-                let limit = reader.page_limit();
-                let page = sql::page(
-                    &self.table,
-                    &reader.filter,
-                    reader.lookup.as_ref(),
-                    (lower, upper),
-                    limit,
-                    reader.backwards,
-                )
-                .within_limits()?;
-                let rows = self.read_rows(&page).await?;
-                let reached: Option<i64> = match rows.first() {
-                    Some(row) => row.try_get(crate::sql::compiler::COLUMN_COUNT)?,
-                    None => None,
-                };
-                let mut events = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    if row.try_get::<_, Option<i64>>(0)?.is_some() {
-                        events.push(recorded(row)?);
-                    }
-                }
-                // Sorted here rather than by the server: one pass over rows mostly in order.
-                if reader.backwards {
-                    events.sort_by_key(|e| std::cmp::Reverse(e.sequence_number));
-                } else {
-                    events.sort_by_key(|e| e.sequence_number);
-                }
-                reader.advance(&events, reached, limit);
+                let (page, limit) = self.page_statement(reader, range)?;
+                let page = Page::new(&self.read_rows(&page).await?, reader, limit)?;
+                let events = reader.take(page);
                 if !events.is_empty() {
                     return Ok(events);
                 }
             }
         })
         .await
+    }
+
+    /// The statement of `reader`'s next page over `range`, and the most events it returns.
+    fn page_statement(&self, reader: &Reader, range: (i64, i64)) -> Result<(Statement, i64)> {
+        let limit = reader.page_limit();
+        let page = sql::page(
+            &self.table,
+            &reader.filter,
+            reader.lookup.as_ref(),
+            range,
+            limit,
+            reader.backwards,
+        )
+        .within_limits()?;
+        Ok((page, limit))
+    }
+}
+
+/// A page of a read: its events in the read's order, and how far its scan reached.
+#[derive(Debug)]
+pub(crate) struct Page {
+    events: Vec<RecordedEvent>,
+    reached: Option<i64>,
+    limit: i64,
+}
+
+impl Page {
+    /// From the rows of [`sql::page`] asked for with `limit`.
+    fn new(rows: &[Row], reader: &Reader, limit: i64) -> Result<Self> {
+        let reached: Option<i64> = match rows.first() {
+            Some(row) => row.try_get(crate::sql::compiler::COLUMN_COUNT)?,
+            None => None,
+        };
+        let mut events = Vec::with_capacity(rows.len());
+        for row in rows {
+            if row.try_get::<_, Option<i64>>(0)?.is_some() {
+                events.push(recorded(row)?);
+            }
+        }
+        // Sorted here rather than by the server: one pass over rows mostly in order.
+        if reader.backwards {
+            events.sort_by_key(|e| std::cmp::Reverse(e.sequence_number));
+        } else {
+            events.sort_by_key(|e| e.sequence_number);
+        }
+        Ok(Self {
+            events,
+            reached,
+            limit,
+        })
     }
 }
 
@@ -962,6 +999,23 @@ impl Reader {
         })
     }
 
+    /// Past `page`: its events.
+    fn take(&mut self, page: Page) -> Vec<RecordedEvent> {
+        self.advance(&page.events, page.reached, page.limit);
+        page.events
+    }
+
+    /// Reads on (forwards) up to `settled`, below which every event is committed, with a
+    /// `page` read from the position up to any number ([`EventStore::look`]): its events up
+    /// to `settled`.
+    pub(crate) fn settle(&mut self, settled: i64, mut page: Page) -> Vec<RecordedEvent> {
+        debug_assert!(!self.backwards);
+        self.extend_to(settled);
+        page.events.retain(|e| e.sequence_number <= settled);
+        page.reached = page.reached.map(|at| at.min(settled));
+        self.take(page)
+    }
+
     /// Past a page of `events`, asked for with `limit`, whose scan `reached` a sequence
     /// number (`None`: the end of its range, unless the page filled up).
     fn advance(&mut self, events: &[RecordedEvent], reached: Option<i64>, limit: i64) {
@@ -1036,6 +1090,40 @@ mod tests {
         assert_eq!(r.range, Some((10, 13)));
         r.advance(&events(&[12]), None, 1);
         assert!(r.done());
+    }
+
+    #[test]
+    fn a_page_read_past_the_settled_position_gives_only_what_is_settled() {
+        let page = |numbers: &[i64], reached| Page {
+            events: events(numbers),
+            reached,
+            limit: 3,
+        };
+        let numbers = |events: Vec<RecordedEvent>| -> Vec<i64> {
+            events.iter().map(|e| e.sequence_number).collect()
+        };
+        // 21 and 23 are visible, 22 is not yet: 23 waits for it.
+        let mut r = reader(false, None);
+        r.advance(&events(&[]), None, 3);
+        assert_eq!(numbers(r.settle(21, page(&[21, 23], None))), [21]);
+        assert_eq!((r.position(), r.done()), (21, true));
+        // A full page whose scan went past the settled position: all of it below is read.
+        assert_eq!(
+            numbers(r.settle(24, page(&[22, 23, 25], Some(26)))),
+            [22, 23]
+        );
+        assert_eq!((r.position(), r.done()), (24, true));
+        // A full page that stops below it: the rest is read by the next pages.
+        assert_eq!(
+            numbers(r.settle(40, page(&[25, 26, 27], Some(30)))),
+            [25, 26, 27]
+        );
+        assert_eq!(r.range, Some((30, 40)));
+        assert_eq!(
+            numbers(r.settle(40, page(&[31, 32, 33], None))),
+            [31, 32, 33]
+        );
+        assert_eq!(r.range, Some((33, 40)));
     }
 
     #[test]

@@ -4,15 +4,16 @@
 //! Gap-free by construction: a subscription delivers only events up to a position below
 //! which every number is settled, so an event that commits after a higher one was drawn is
 //! never skipped. Live, that position is where the numbers visible above the last one stop
-//! being consecutive (each number up to there is committed: one cheap look at the log); a
+//! being consecutive (each number up to there is committed): one cheap look at the log,
+//! which reads the next page in the same round trip and keeps what the look settles. A
 //! number missing for longer than [`GAP_WAIT`] (in flight, or drawn by an append that rolled
 //! back) and a long backlog are settled by the head ([`EventStore::head`]), which waits for
-//! the writers in flight. Live delivery is woken by a notification
-//! each append sends after its commit, received by a [`Listener`] on a connection of its own
-//! while some subscription waits for one ([`crate::wake`]), with a poll every `poll_interval` for notifications that never came (a channel down, an
-//! appender that died between its commit and its notification). A subscription holds no lock
-//! and no connection while it waits, and one page at a time in memory: a slow consumer only
-//! lets notifications coalesce.
+//! the writers in flight. Live delivery is woken by a notification each append sends after
+//! its commit, received by a [`Listener`] on a connection of its own while some subscription
+//! waits for one ([`crate::wake`]), with a poll every `poll_interval` for notifications that
+//! never came (a channel down, an appender that died between its commit and its
+//! notification). A subscription holds no lock and no connection while it waits, and one
+//! page at a time in memory: a slow consumer only lets notifications coalesce.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -223,7 +224,7 @@ impl Subscription {
         // Seen before the log is looked at: a commit after this wakes the wait below.
         self.wakeups.borrow_and_update();
         let position = self.reader.position();
-        let (last, numbers) = store.numbers_after(position, NUMBERS).await?;
+        let (last, numbers, page) = store.look(&self.reader, NUMBERS).await?;
         let complete = contiguous(position, &numbers);
         let precise = last - position > NUMBERS
             || self
@@ -239,8 +240,8 @@ impl Subscription {
             }
         } else if complete > position {
             self.gap_since = (complete < last).then(tokio::time::Instant::now);
-            self.reader.extend_to(complete);
-            return Ok(None);
+            let events = self.reader.settle(complete, page);
+            return Ok((!events.is_empty()).then_some(events));
         } else if complete < last {
             self.gap_since.get_or_insert_with(tokio::time::Instant::now);
         }
