@@ -4,7 +4,7 @@ use std::time::Duration;
 
 /// Everything the engine can fail with. The bindings map each variant to exactly one
 /// Python exception class.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     /// Input rejected before any I/O: an empty event type, a payload that is not a JSON
     /// object, an empty filter item, an invalid table name, a bad DSN.

@@ -137,7 +137,7 @@ pub struct EventStore {
     replica: Option<Pool>,
     table: TableName,
     snapshots: TableName,
-    timeout: Option<Duration>,
+    pub(crate) timeout: Option<Duration>,
     /// The listener its subscriptions share.
     wakeups: Wakeups,
 }
@@ -161,7 +161,7 @@ impl std::fmt::Debug for EventStore {
 /// Most statements have one good plan whatever their values, and the connections plan them
 /// once (generic plans); the others ([`Statement::plan_per_call`]) are planned for their
 /// values.
-fn begin(read_only: bool, statement: &Statement) -> &'static str {
+pub(crate) fn begin(read_only: bool, statement: &Statement) -> &'static str {
     match (read_only, statement.plan_per_call) {
         (false, false) => "BEGIN ISOLATION LEVEL READ COMMITTED",
         (true, false) => "BEGIN ISOLATION LEVEL READ COMMITTED, READ ONLY",
@@ -237,7 +237,11 @@ impl EventStore {
         self.pool.is_closed()
     }
 
-    async fn timed<T>(&self, timeout: Timeout, op: impl Future<Output = Result<T>>) -> Result<T> {
+    pub(crate) async fn timed<T>(
+        &self,
+        timeout: Timeout,
+        op: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
         let limit = match timeout {
             Timeout::StoreDefault => self.timeout,
             Timeout::Unlimited => None,
@@ -625,18 +629,12 @@ impl EventStore {
 
     /// The rows of one read-only statement, in a transaction of its own.
     async fn read_rows(&self, statement: &Statement) -> Result<Vec<Row>> {
-        Ok(self.read_all(&[statement]).await?.pop().unwrap_or_default())
-    }
-
-    /// `statements` in one read-only transaction, sent together: each one's rows.
-    async fn read_all(&self, statements: &[&Statement]) -> Result<Vec<Vec<Row>>> {
-        let planned = statements.iter().find(|s| s.plan_per_call);
-        let begin = begin(true, planned.unwrap_or(&statements[0]));
+        let begin = begin(true, statement);
         once_more(true, || async {
             let conn = self.conn().await.map_err(Failure::connecting)?;
-            let rows = conn.transaction(begin, statements, None).await?;
+            let mut rows = conn.transaction(begin, &[statement], None).await?;
             conn.release();
-            Ok(rows)
+            Ok(rows.pop().unwrap_or_default())
         })
         .await
     }
@@ -786,24 +784,6 @@ impl EventStore {
         Ok(rows[0][0].try_get(0).map_err(Error::from)?)
     }
 
-    /// One look at the log above `reader`'s position: the last sequence number handed out,
-    /// and the visible numbers above the position up to it (at most `limit`, ascending). In
-    /// the same round trip, the reader's next page read as if every visible event were
-    /// settled, for [`Reader::settle`] to keep what the look settles.
-    pub(crate) async fn look(&self, reader: &Reader, limit: i64) -> Result<(i64, Vec<i64>, Page)> {
-        let position = reader.position();
-        let look = sql::numbers_after(&self.table, position, limit);
-        let (page, page_limit) = self.page_statement(reader, (position, i64::MAX))?;
-        self.timed(Timeout::StoreDefault, async {
-            let mut rows = self.read_all(&[&look, &page]).await?;
-            let page = Page::new(&rows.pop().unwrap_or_default(), reader, page_limit)?;
-            let look = rows.pop().unwrap_or_default();
-            let row = look.first().ok_or(Error::Closed)?;
-            Ok((row.try_get(0)?, row.try_get(1)?, page))
-        })
-        .await
-    }
-
     /// The next events of `reader` (none when it is done). Reads take no locks: they stop at
     /// the head found when the read began, below which every event is committed.
     pub async fn read(&self, reader: &mut Reader, timeout: Timeout) -> Result<Vec<RecordedEvent>> {
@@ -829,7 +809,11 @@ impl EventStore {
     }
 
     /// The statement of `reader`'s next page over `range`, and the most events it returns.
-    fn page_statement(&self, reader: &Reader, range: (i64, i64)) -> Result<(Statement, i64)> {
+    pub(crate) fn page_statement(
+        &self,
+        reader: &Reader,
+        range: (i64, i64),
+    ) -> Result<(Statement, i64)> {
         let limit = reader.page_limit();
         let page = sql::page(
             &self.table,
@@ -854,7 +838,7 @@ pub(crate) struct Page {
 
 impl Page {
     /// From the rows of [`sql::page`] asked for with `limit`.
-    fn new(rows: &[Row], reader: &Reader, limit: i64) -> Result<Self> {
+    pub(crate) fn new(rows: &[Row], reader: &Reader, limit: i64) -> Result<Self> {
         let reached: Option<i64> = match rows.first() {
             Some(row) => row.try_get(crate::sql::compiler::COLUMN_COUNT)?,
             None => None,

@@ -3,33 +3,38 @@
 //!
 //! Gap-free by construction: a subscription delivers only events up to a position below
 //! which every number is settled, so an event that commits after a higher one was drawn is
-//! never skipped. Live, that position is where the numbers visible above the last one stop
-//! being consecutive (each number up to there is committed): one cheap look at the log,
-//! which reads the next page in the same round trip and keeps what the look settles. A
-//! number missing for longer than [`GAP_WAIT`] (in flight, or drawn by an append that rolled
-//! back) and a long backlog are settled by the head ([`EventStore::head`]), which waits for
-//! the writers in flight. Live delivery is woken by a notification each append sends after
-//! its commit, received by a [`Listener`] on a connection of its own while some subscription
-//! waits for one ([`crate::wake`]), with a poll every `poll_interval` for notifications that
-//! never came (a channel down, an appender that died between its commit and its
-//! notification). A subscription holds no lock and no connection while it waits, and one
-//! page at a time in memory: a slow consumer only lets notifications coalesce.
+//! never skipped. Live, that position is where the numbers visible above the last settled
+//! one stop being consecutive (each number up to there is committed). The store's
+//! [`Listener`] finds it: one look at the log per round, on a connection of its own, which
+//! also reads the next page of every subscription that asked (each keeps what is settled; see
+//! [`crate::wake`]). A number missing for longer than [`GAP_WAIT`] (in flight, or drawn by an
+//! append that rolled back) and a long backlog are settled by the head
+//! ([`EventStore::head`]), which waits for the writers in flight. Live delivery is woken by a
+//! notification each append sends after its commit, received by the listener while some
+//! subscription waits for one, with a poll every `poll_interval` for notifications that never
+//! came (a channel down, an appender that died between its commit and its notification). A
+//! subscription holds no lock and no connection while it waits, and one page at a time in
+//! memory: a slow consumer only lets notifications coalesce.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures_util::future::{BoxFuture, OptionFuture};
 use futures_util::StreamExt;
-use tokio::sync::{watch, Notify};
-use tokio_postgres::AsyncMessage;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio_postgres::{AsyncMessage, Client, Row};
 
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
 use crate::filter::Filter;
-use crate::pool::Dialer;
-use crate::store::{EventStore, Reader, Timeout};
-use crate::wake::{Wakes, Wakeups};
+use crate::pool::{Dialer, MAX_CACHED_STATEMENTS};
+use crate::sql;
+use crate::sql::param::Statement;
+use crate::store::{begin, EventStore, Page, Reader, Timeout};
+use crate::table::TableName;
+use crate::wake::{lost, Ask, Look, Wakes, Wakeups};
 
 /// The longest pause between attempts when the server cannot be reached.
 const MAX_PAUSE: Duration = Duration::from_secs(2);
@@ -67,16 +72,15 @@ pub struct Subscription {
     wakeups: watch::Receiver<u64>,
     poll_interval: Duration,
     stop: Arc<Stop>,
-    /// Since when a number above the position has been missing.
-    gap_since: Option<tokio::time::Instant>,
-    last_look: Option<tokio::time::Instant>,
+    /// The head found since the last look, for the listener.
+    head: Option<i64>,
 }
 
 /// Most sequence numbers one look at the log fetches; a subscription further behind reads
 /// up to the head instead.
 const NUMBERS: i64 = 100_000;
 
-/// The shortest time between two looks at the log of one subscription.
+/// The shortest time between two looks at the log.
 const COALESCE: Duration = Duration::from_millis(2);
 
 /// How long a missing number may stay missing before the head settles whether it is in
@@ -95,16 +99,25 @@ fn contiguous(position: i64, numbers: &[i64]) -> i64 {
     end
 }
 
-/// Receives the table's notifications on a connection of its own, reconnecting when it is
-/// lost (each reconnection wakes the subscriptions: they may have missed some), for every
-/// subscription of one store, until the last is dropped. Run it on a runtime that runs all
-/// the time, so notifications are read as they come whatever the consumers do.
+/// Serves every subscription of one store on a connection of its own, until the last is
+/// dropped: receives the table's notifications and answers the subscriptions' looks at the
+/// log, reconnecting when the connection is lost (each reconnection wakes the subscriptions:
+/// they may have missed some). Run it on a runtime that runs all the time, so notifications
+/// are read as they come whatever the consumers do.
 pub struct Listener {
     dialer: Dialer,
     channel: String,
+    table: TableName,
+    timeout: Option<Duration>,
     wakes: Arc<Wakes>,
+    asks: mpsc::UnboundedReceiver<Ask>,
     /// Where the store finds this listener to share it.
     slot: Wakeups,
+    /// The position below which every number is settled, once known.
+    settled: Option<i64>,
+    /// Since when a number above it has been missing.
+    gap_since: Option<tokio::time::Instant>,
+    last_look: Option<tokio::time::Instant>,
 }
 
 impl Subscription {
@@ -130,13 +143,20 @@ impl Subscription {
         let (wakes, listener) = if let Some(wakes) = running.upgrade() {
             (wakes, None)
         } else {
-            let wakes = Arc::new(Wakes::new());
+            let (wakes, asks) = Wakes::new();
+            let wakes = Arc::new(wakes);
             *running = Arc::downgrade(&wakes);
             let listener = Listener {
                 dialer: store.dialer(),
                 channel: crate::keys::channel(store.table()),
+                table: store.table().clone(),
+                timeout: store.timeout,
                 wakes: Arc::clone(&wakes),
+                asks,
                 slot: Arc::clone(&slot),
+                settled: None,
+                gap_since: None,
+                last_look: None,
             };
             (wakes, Some(listener))
         };
@@ -150,8 +170,7 @@ impl Subscription {
                 wakeups,
                 poll_interval,
                 stop,
-                gap_since: None,
-                last_look: None,
+                head: None,
             },
             listener,
         ))
@@ -212,40 +231,35 @@ impl Subscription {
         if !events.is_empty() {
             return Ok(Some(events));
         }
-        // At most one look every COALESCE: under a stream of commits, each look then finds
-        // several, instead of each costing a look (and the writers' server the work).
-        if let Some(next) = self.last_look.map(|t| t + COALESCE) {
-            tokio::select! {
-                () = tokio::time::sleep_until(next) => {}
-                () = self.stop.stopped() => return Ok(None),
-            }
-        }
-        self.last_look = Some(tokio::time::Instant::now());
         // Seen before the log is looked at: a commit after this wakes the wait below.
         self.wakeups.borrow_and_update();
         let position = self.reader.position();
-        let (last, numbers, page) = store.look(&self.reader, NUMBERS).await?;
-        let complete = contiguous(position, &numbers);
-        let precise = last - position > NUMBERS
-            || self
-                .gap_since
-                .is_some_and(|since| since.elapsed() >= GAP_WAIT && complete == position);
-        if precise {
-            // A backlog, or a gap that stays: the head, which waits out the writers in flight.
-            self.gap_since = None;
-            let head = store.head(Timeout::StoreDefault).await?;
-            if head > position {
-                self.reader.extend_to(head);
-                return Ok(None);
+        let (page, limit) = store.page_statement(&self.reader, (position, i64::MAX))?;
+        let look = self.wakes.look(page, self.head.take());
+        let look = tokio::select! {
+            look = store.timed(Timeout::StoreDefault, look) => look?,
+            () = self.stop.stopped() => return Ok(None),
+        };
+        let gap = match look.settled {
+            Some(settled) if settled > position => {
+                let page = Page::new(&look.rows, &self.reader, limit)?;
+                let events = self.reader.settle(settled, page);
+                return Ok((!events.is_empty()).then_some(events));
             }
-        } else if complete > position {
-            self.gap_since = (complete < last).then(tokio::time::Instant::now);
-            let events = self.reader.settle(complete, page);
-            return Ok((!events.is_empty()).then_some(events));
-        } else if complete < last {
-            self.gap_since.get_or_insert_with(tokio::time::Instant::now);
-        }
-        let poll = tokio::time::sleep(if self.gap_since.is_some() {
+            Some(_) => look.gap,
+            None => {
+                // The head, which waits out the writers in flight; the listener learns it
+                // with the next look.
+                let head = store.head(Timeout::StoreDefault).await?;
+                self.head = Some(head);
+                if head > position {
+                    self.reader.extend_to(head);
+                    return Ok(None);
+                }
+                false
+            }
+        };
+        let poll = tokio::time::sleep(if gap {
             GAP_WAIT.min(self.poll_interval)
         } else {
             self.poll_interval
@@ -269,7 +283,7 @@ impl Subscription {
 
 impl Listener {
     /// Runs until the store's last subscription is dropped.
-    pub async fn run(self) {
+    pub async fn run(mut self) {
         let mut pause = Duration::from_millis(50);
         while !self.is_done() {
             if self.listen().await {
@@ -296,22 +310,32 @@ impl Listener {
         done
     }
 
-    /// One connection's life: `LISTEN`, then a wake-up per notification until it breaks,
-    /// `UNLISTEN` at a notification while no subscription waits, `LISTEN` again when one
-    /// begins to wait ([`crate::wake`]). Whether it got as far as listening.
-    async fn listen(&self) -> bool {
+    /// One connection's life, until it breaks: `LISTEN`, a wake-up per notification,
+    /// `UNLISTEN` at a notification while no subscription waits and `LISTEN` again when one
+    /// begins to wait ([`crate::wake`]); and the looks asked, at most one round every
+    /// [`COALESCE`], each answering all the looks asked since the last. Whether it got as far
+    /// as listening.
+    async fn listen(&mut self) -> bool {
         let Ok((client, mut connection)) = self.dialer.open().await else {
             return false;
         };
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
         let listen = format!("LISTEN \"{}\"", self.channel);
         let unlisten = format!("UNLISTEN \"{}\"", self.channel);
+        // The statements prepared on this connection, lent to the round in flight.
+        let mut prepared = Some(HashMap::new());
         // The command in flight, if any, and whether it is a LISTEN.
         let mut switching: Option<BoxFuture<'_, Result<(), tokio_postgres::Error>>> =
             Some(Box::pin(client.batch_execute(&listen)));
         let mut to_listen = true;
         let (mut listening, mut listened) = (false, false);
+        // The looks asked and not answered yet, and the round in flight with its looks.
+        let mut asked: Vec<Ask> = Vec::new();
+        let mut round: Option<(Round<'_>, Asked)> = None;
         loop {
+            let next_round = self
+                .last_look
+                .map_or_else(tokio::time::Instant::now, |t| t + COALESCE);
             tokio::select! {
                 Some(done) = OptionFuture::from(switching.as_mut()) => {
                     switching = None;
@@ -340,12 +364,175 @@ impl Listener {
                         }
                     }
                     Some(Ok(_)) => {}
-                    Some(Err(_)) | None => return listened,
+                    Some(Err(_)) | None => {
+                        if let Some((_, asks)) = round.take() {
+                            answer_all(asks.asks, &lost());
+                        }
+                        return listened;
+                    }
                 },
+                Some(ask) = self.asks.recv() => asked.push(ask),
+                () = tokio::time::sleep_until(next_round), if round.is_none() && !asked.is_empty() => {
+                    if let Some((statements, asks)) = self.begin_round(std::mem::take(&mut asked)) {
+                        let cache = prepared.take().unwrap_or_default();
+                        let read = read_together(&client, cache, statements, self.timeout);
+                        round = Some((Box::pin(read), asks));
+                    }
+                }
+                Some((cache, read)) = OptionFuture::from(round.as_mut().map(|(r, _)| r)) => {
+                    let (_, asks) = round.take().expect("a round in flight");
+                    prepared = Some(cache);
+                    if !self.end_round(asks, read) {
+                        return listened;
+                    }
+                }
                 () = self.wakes.closed() => return listened,
             }
         }
     }
+
+    /// The statements of a round for `asks` (the look at the log, then each distinct page:
+    /// subscriptions that follow one filter from one position share theirs), or `None` when
+    /// they are answered already (nothing is known to be settled yet: the head tells).
+    fn begin_round(&mut self, asks: Vec<Ask>) -> Option<(Vec<Statement>, Asked)> {
+        let asks: Vec<Ask> = asks.into_iter().filter(|a| !a.answer.is_closed()).collect();
+        for head in asks.iter().filter_map(|a| a.head) {
+            self.settled = Some(self.settled.map_or(head, |s| s.max(head)));
+        }
+        let Some(settled) = self.settled else {
+            for ask in asks {
+                let _ = ask.answer.send(Ok(Look {
+                    settled: None,
+                    gap: false,
+                    rows: Vec::new(),
+                }));
+            }
+            return None;
+        };
+        self.last_look = Some(tokio::time::Instant::now());
+        let mut statements = vec![sql::statements::numbers_after(
+            &self.table,
+            settled,
+            NUMBERS,
+        )];
+        let mut pages = Vec::with_capacity(asks.len());
+        for ask in &asks {
+            let at = statements[1..].iter().position(|s| *s == ask.page);
+            pages.push(
+                1 + at.unwrap_or_else(|| {
+                    statements.push(ask.page.clone());
+                    statements.len() - 2
+                }),
+            );
+        }
+        Some((statements, Asked { asks, pages }))
+    }
+
+    /// Answers a round's looks with what it read. Whether its connection can go on.
+    fn end_round(&mut self, asked: Asked, read: Result<Vec<Vec<Row>>>) -> bool {
+        match read.and_then(|rows| self.settle(&rows).map(|settled| (settled, rows))) {
+            Ok((settled, rows)) => {
+                let gap = self.gap_since.is_some();
+                for (ask, page) in asked.asks.into_iter().zip(asked.pages) {
+                    let rows = rows[page].clone();
+                    let _ = ask.answer.send(Ok(Look { settled, gap, rows }));
+                }
+                true
+            }
+            Err(e) => {
+                answer_all(asked.asks, &e);
+                !(e.is_disconnect() || matches!(e, Error::Timeout(_)))
+            }
+        }
+    }
+
+    /// Moves the settled position on with a round's look (its first rows): the position to
+    /// answer with (`None`: the head must tell).
+    fn settle(&mut self, rows: &[Vec<Row>]) -> Result<Option<i64>> {
+        let settled = self.settled.unwrap_or_default();
+        let row = rows.first().and_then(|r| r.first()).ok_or(Error::Closed)?;
+        let (last, numbers): (i64, Vec<i64>) = (row.try_get(0)?, row.try_get(1)?);
+        let complete = contiguous(settled, &numbers);
+        let stays = self
+            .gap_since
+            .is_some_and(|since| since.elapsed() >= GAP_WAIT && complete == settled);
+        if last - settled > NUMBERS || stays {
+            // A backlog, or a gap that stays: the head, which waits out the writers in flight.
+            self.gap_since = None;
+            return Ok(None);
+        }
+        if complete > settled {
+            self.gap_since = (complete < last).then(tokio::time::Instant::now);
+            self.settled = Some(complete);
+        } else if complete < last {
+            self.gap_since.get_or_insert_with(tokio::time::Instant::now);
+        }
+        Ok(self.settled)
+    }
+}
+
+/// The looks of a round, and which of its statements is each one's page.
+struct Asked {
+    asks: Vec<Ask>,
+    pages: Vec<usize>,
+}
+
+/// The same failure for every look of `asks`.
+fn answer_all(asks: impl IntoIterator<Item = Ask>, error: &Error) {
+    for ask in asks {
+        let _ = ask.answer.send(Err(error.clone()));
+    }
+}
+
+/// Statements prepared on one connection, by their text.
+type Prepared = HashMap<String, tokio_postgres::Statement>;
+
+/// A round of looks in flight: it gives back the statements it was lent.
+type Round<'a> = BoxFuture<'a, (Prepared, Result<Vec<Vec<Row>>>)>;
+
+/// `statements` in one read-only transaction on `client`, sent together once each is prepared
+/// (kept in `prepared`, emptied past [`MAX_CACHED_STATEMENTS`]), within `timeout`: each one's
+/// rows, and `prepared` back.
+async fn read_together(
+    client: &Client,
+    mut prepared: Prepared,
+    statements: Vec<Statement>,
+    timeout: Option<Duration>,
+) -> (Prepared, Result<Vec<Vec<Row>>>) {
+    let read = async {
+        if prepared.len() + statements.len() > MAX_CACHED_STATEMENTS {
+            prepared.clear();
+        }
+        for s in &statements {
+            if !prepared.contains_key(&s.sql) {
+                let statement = client.prepare(&s.sql).await?;
+                prepared.insert(s.sql.clone(), statement);
+            }
+        }
+        let planned = statements.iter().find(|s| s.plan_per_call);
+        let opening = begin(true, planned.unwrap_or(&statements[0]));
+        let args: Vec<_> = statements.iter().map(Statement::args).collect();
+        let queries = statements
+            .iter()
+            .zip(&args)
+            .map(|(s, a)| client.query(&prepared[&s.sql], a));
+        // Polled in order, so sent in order: one pipeline.
+        let (began, rows, committed) = tokio::join!(
+            client.batch_execute(opening),
+            futures_util::future::try_join_all(queries),
+            client.batch_execute("COMMIT"),
+        );
+        began?;
+        committed?;
+        Ok(rows?)
+    };
+    let rows = match timeout {
+        Some(limit) => tokio::time::timeout(limit, read)
+            .await
+            .unwrap_or(Err(Error::Timeout(limit))),
+        None => read.await,
+    };
+    (prepared, rows)
 }
 
 #[cfg(test)]
