@@ -246,7 +246,7 @@ def _read_side(groups: dict[str, dict[str, dict[str, Any]]], verdicts: list[Any]
     )
     kept = x["watched_per_s"] / x["alone_per_s"]
     row(
-        "writers' appends/s with 4 subscribers attached",
+        "writers' appends/s with 4 subscribers attached (medians of 3 alternations)",
         f"{x['watched_per_s']:,.0f}",
         f"without subscribers {x['alone_per_s']:,.0f} ({kept:.0%})",
         "≥ 90%",
