@@ -76,8 +76,8 @@ pub struct Subscription {
     head: Option<i64>,
 }
 
-/// Most sequence numbers one look at the log fetches; a subscription further behind reads
-/// up to the head instead.
+/// Most sequence numbers one look at the log fetches; past them (a settled position far
+/// behind), the head settles the backlog instead.
 const NUMBERS: i64 = 100_000;
 
 /// The shortest time between two looks at the log.

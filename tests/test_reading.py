@@ -331,6 +331,22 @@ def test_a_subscription_never_skips_an_event_that_commits_late(
     assert got == list(range(1, 4 * per_writer + 1))
 
 
+def test_where_a_subscription_starts_is_not_taken_as_settled(
+    event_store: EventStore, event_store_dsn: str, event_store_table: str
+) -> None:
+    """A store's subscriptions share one settled position. One that starts after 6 while 4
+    is still in flight must not make another, at 3, skip 4."""
+    install_delay(event_store_dsn, event_store_table)
+    fill(event_store, 3)
+    slow = in_thread(event_store.append_unconditionally, Event("Ticked", {"delay": 1.0}))
+    time.sleep(0.3)  # 4 drawn, not committed
+    event_store.append_unconditionally(lent(5), lent(6))
+    with event_store.subscribe(after=6) as ahead, event_store.subscribe(after=3) as behind:
+        assert ahead.poll(0.1) == []
+        assert numbers(take(behind, 3)) == [4, 5, 6]
+    slow.join()
+
+
 def test_a_subscription_goes_on_after_its_connections_are_killed(
     event_store: EventStore, event_store_dsn: str
 ) -> None:
