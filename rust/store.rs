@@ -137,7 +137,7 @@ pub struct EventStore {
     replica: Option<Pool>,
     table: TableName,
     snapshots: TableName,
-    pub(crate) timeout: Option<Duration>,
+    timeout: Option<Duration>,
     /// The listener its subscriptions share.
     wakeups: Wakeups,
 }
@@ -219,6 +219,11 @@ impl EventStore {
 
     pub fn table(&self) -> &TableName {
         &self.table
+    }
+
+    /// How long a call may take unless it says otherwise (`None`: no limit).
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
     }
 
     pub fn snapshot_table(&self) -> &TableName {
@@ -990,8 +995,8 @@ impl Reader {
     }
 
     /// Reads on (forwards) up to `settled`, below which every event is committed, with a
-    /// `page` read from the position up to any number ([`EventStore::look`]): its events up
-    /// to `settled`.
+    /// `page` read from the position up to any number (a subscription's look at the log,
+    /// [`crate::wake`]): its events up to `settled`.
     pub(crate) fn settle(&mut self, settled: i64, mut page: Page) -> Vec<RecordedEvent> {
         debug_assert!(!self.backwards);
         self.extend_to(settled);

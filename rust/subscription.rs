@@ -150,7 +150,7 @@ impl Subscription {
                 dialer: store.dialer(),
                 channel: crate::keys::channel(store.table()),
                 table: store.table().clone(),
-                timeout: store.timeout,
+                timeout: store.timeout(),
                 wakes: Arc::clone(&wakes),
                 asks,
                 slot: Arc::clone(&slot),
@@ -417,13 +417,13 @@ impl Listener {
         )];
         let mut pages = Vec::with_capacity(asks.len());
         for ask in &asks {
-            let at = statements[1..].iter().position(|s| *s == ask.page);
-            pages.push(
-                1 + at.unwrap_or_else(|| {
-                    statements.push(ask.page.clone());
-                    statements.len() - 2
-                }),
-            );
+            let shared = statements.iter().skip(1).position(|s| *s == ask.page);
+            if let Some(at) = shared {
+                pages.push(at + 1);
+            } else {
+                pages.push(statements.len());
+                statements.push(ask.page.clone());
+            }
         }
         Some((statements, Asked { asks, pages }))
     }

@@ -331,6 +331,23 @@ def test_a_subscription_never_skips_an_event_that_commits_late(
     assert got == list(range(1, 4 * per_writer + 1))
 
 
+def test_subscriptions_of_one_store_each_get_their_own_events(event_store: EventStore) -> None:
+    """Their looks are taken together, and two that follow one filter from one position share
+    a page: each must still get every one of its events, once, in order."""
+    filters = (LENT, LENT, BOOK_0, EVERY)
+    subs = [event_store.subscribe(f, poll_interval=30) for f in filters]
+    for sub in subs:
+        assert sub.poll(0.1) == []
+    for start in range(0, 60, 6):
+        event_store.append_unconditionally(*(lent(i) for i in range(start, start + 5)))
+        event_store.append_unconditionally(Event("BookReturned", {"BookID": "b0"}))
+    for sub, f in zip(subs, filters, strict=True):
+        expected = numbers(event_store.query(f).events)
+        assert numbers(take(sub, len(expected))) == expected
+        assert sub.poll(0.1) == []
+        sub.close()
+
+
 def test_where_a_subscription_starts_is_not_taken_as_settled(
     event_store: EventStore, event_store_dsn: str, event_store_table: str
 ) -> None:
