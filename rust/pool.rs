@@ -7,6 +7,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, QueueMode, RecyclingMeth
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::runtime::RuntimeFlavor;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{CancelToken, Client, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -303,17 +304,7 @@ impl Conn {
             Some(s) => Some((self.prepare(&s.sql).await.map_err(never_ran)?, s.args())),
             None => None,
         };
-        // Polled in order, so sent in order: one pipeline.
-        let (began, rows, committed, ()) = tokio::join!(
-            client.batch_execute(begin_sql),
-            futures_util::future::join_all(prepared.iter().map(|(s, a)| client.query(s, a))),
-            client.batch_execute("COMMIT"),
-            async {
-                if let Some((s, a)) = &then {
-                    drop(client.query(s, a).await);
-                }
-            },
-        );
+        let (began, rows, committed) = pipeline(client, begin_sql, &prepared, then.as_ref()).await;
         // The server answers in order: when its answer to BEGIN is an error (a session it was
         // ending), it ran nothing after it. A connection that just closed proves nothing: the
         // server may have committed before its answers were lost.
@@ -332,6 +323,38 @@ impl Conn {
         committed.map_err(ran)?;
         Ok(rows)
     }
+}
+
+/// A prepared statement and its parameters.
+pub(crate) type Bound<'a> = (tokio_postgres::Statement, Vec<&'a (dyn ToSql + Sync)>);
+
+/// The server's answers to a [`pipeline`]: to `BEGIN`, to each statement, to `COMMIT`.
+pub(crate) type Answers = (
+    Result<(), tokio_postgres::Error>,
+    Vec<Result<Vec<Row>, tokio_postgres::Error>>,
+    Result<(), tokio_postgres::Error>,
+);
+
+/// `BEGIN; statements; COMMIT; [then]` on `client`, sent together and answered in order.
+/// `then` runs on its own once the transaction committed, and its failure is ignored.
+pub(crate) async fn pipeline(
+    client: &Client,
+    begin_sql: &str,
+    statements: &[Bound<'_>],
+    then: Option<&Bound<'_>>,
+) -> Answers {
+    // Polled in order, so sent in order: one pipeline.
+    let (began, rows, committed, ()) = tokio::join!(
+        client.batch_execute(begin_sql),
+        futures_util::future::join_all(statements.iter().map(|(s, a)| client.query(s, a))),
+        client.batch_execute("COMMIT"),
+        async {
+            if let Some((s, a)) = then {
+                drop(client.query(s, a).await);
+            }
+        },
+    );
+    (began, rows, committed)
 }
 
 /// Whether a failed call may be made again on another connection.

@@ -29,7 +29,7 @@ use tokio_postgres::{AsyncMessage, Client, Row};
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
 use crate::filter::Filter;
-use crate::pool::{Dialer, MAX_CACHED_STATEMENTS};
+use crate::pool::{pipeline, Bound, Dialer, MAX_CACHED_STATEMENTS};
 use crate::sql;
 use crate::sql::param::Statement;
 use crate::store::{begin, EventStore, Page, Reader, Timeout};
@@ -490,7 +490,7 @@ type Prepared = HashMap<String, tokio_postgres::Statement>;
 /// A round of looks in flight: it gives back the statements it was lent.
 type Round<'a> = BoxFuture<'a, (Prepared, Result<Vec<Vec<Row>>>)>;
 
-/// `statements` in one read-only transaction on `client`, sent together once each is prepared
+/// `statements` in one read-only transaction on `client`, one pipeline once each is prepared
 /// (kept in `prepared`, emptied past [`MAX_CACHED_STATEMENTS`]), within `timeout`: each one's
 /// rows, and `prepared` back.
 async fn read_together(
@@ -511,20 +511,15 @@ async fn read_together(
         }
         let planned = statements.iter().find(|s| s.plan_per_call);
         let opening = begin(true, planned.unwrap_or(&statements[0]));
-        let args: Vec<_> = statements.iter().map(Statement::args).collect();
-        let queries = statements
+        let bound: Vec<Bound<'_>> = statements
             .iter()
-            .zip(&args)
-            .map(|(s, a)| client.query(&prepared[&s.sql], a));
-        // Polled in order, so sent in order: one pipeline.
-        let (began, rows, committed) = tokio::join!(
-            client.batch_execute(opening),
-            futures_util::future::try_join_all(queries),
-            client.batch_execute("COMMIT"),
-        );
+            .map(|s| (prepared[&s.sql].clone(), s.args()))
+            .collect();
+        let (began, rows, committed) = pipeline(client, opening, &bound, None).await;
         began?;
+        let rows = rows.into_iter().collect::<Result<Vec<_>, _>>()?;
         committed?;
-        Ok(rows?)
+        Ok(rows)
     };
     let rows = match timeout {
         Some(limit) => tokio::time::timeout(limit, read)
