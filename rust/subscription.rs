@@ -371,8 +371,13 @@ impl Listener {
                         return listened;
                     }
                 },
-                Some(ask) = self.asks.recv() => asked.push(ask),
+                // The first look asked wakes the listener; the others are taken when the round
+                // begins (each would wake it for nothing).
+                Some(ask) = self.asks.recv(), if asked.is_empty() => asked.push(ask),
                 () = tokio::time::sleep_until(next_round), if round.is_none() && !asked.is_empty() => {
+                    while let Ok(ask) = self.asks.try_recv() {
+                        asked.push(ask);
+                    }
                     if let Some((statements, asks)) = self.begin_round(std::mem::take(&mut asked)) {
                         let cache = prepared.take().unwrap_or_default();
                         let read = read_together(&client, cache, statements, self.timeout);
