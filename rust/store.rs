@@ -866,6 +866,19 @@ impl Page {
             limit,
         })
     }
+
+    /// Whether rows of [`sql::page`] hold an event numbered `settled` or below.
+    pub(crate) fn holds_up_to(rows: &[Row], settled: i64) -> Result<bool> {
+        for row in rows {
+            if row
+                .try_get::<_, Option<i64>>(0)?
+                .is_some_and(|n| n <= settled)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
 }
 
 /// The SQLSTATE of a duplicate key: here, an event id stored already.

@@ -235,9 +235,11 @@ impl Subscription {
         self.wakeups.borrow_and_update();
         let position = self.reader.position();
         let (page, limit) = store.page_statement(&self.reader, (position, i64::MAX))?;
-        let look = self.wakes.look(page, self.head.take());
+        // Not timed: a look may stand in the listener while the log moves on without events
+        // for this subscription; the listener's rounds are timed.
         let look = tokio::select! {
-            look = store.timed(Timeout::StoreDefault, look) => look?,
+            look = self.wakes.look(page, self.head.take()) => look?,
+            () = until(deadline) => return Ok(None),
             () = self.stop.stopped() => return Ok(None),
         };
         let gap = match look.settled {
@@ -264,20 +266,22 @@ impl Subscription {
         } else {
             self.poll_interval
         });
-        let until = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
         let _waiting = self.wakes.waiting();
         tokio::select! {
             _ = self.wakeups.changed() => {}
             () = poll => {}
-            () = until => {}
+            () = until(deadline) => {}
             () = self.stop.stopped() => {}
         }
         Ok(None)
+    }
+}
+
+/// Until `deadline` (forever when there is none).
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -387,7 +391,7 @@ impl Listener {
                 Some((cache, read)) = OptionFuture::from(round.as_mut().map(|(r, _)| r)) => {
                     let (_, asks) = round.take().expect("a round in flight");
                     prepared = Some(cache);
-                    if !self.end_round(asks, read) {
+                    if !self.end_round(asks, read, &mut asked) {
                         return listened;
                     }
                 }
@@ -433,13 +437,32 @@ impl Listener {
         Some((statements, Asked { asks, pages }))
     }
 
-    /// Answers a round's looks with what it read. Whether its connection can go on.
-    fn end_round(&mut self, asked: Asked, read: Result<Vec<Vec<Row>>>) -> bool {
+    /// Answers a round's looks with what it read, except those that stand for the next round
+    /// (put in `standing`): while the log moves on, a look whose page holds no settled event
+    /// is taken again next round rather than answered, so that its subscription's thread is
+    /// not woken for nothing (a subscription to rare events on a busy log). Whether its
+    /// connection can go on.
+    fn end_round(
+        &mut self,
+        asked: Asked,
+        read: Result<Vec<Vec<Row>>>,
+        standing: &mut Vec<Ask>,
+    ) -> bool {
+        let before = self.settled;
         match read.and_then(|rows| self.settle(&rows).map(|settled| (settled, rows))) {
             Ok((settled, rows)) => {
                 let gap = self.gap_since.is_some();
-                for (ask, page) in asked.asks.into_iter().zip(asked.pages) {
-                    let rows = rows[page].clone();
+                // Only while a round settles further: when the log stops, every look is
+                // answered, and its subscription waits for a notification.
+                let moved_to = settled.filter(|s| before.is_some_and(|b| *s > b));
+                for (mut ask, page) in asked.asks.into_iter().zip(asked.pages) {
+                    let rows = &rows[page];
+                    if moved_to.is_some_and(|s| matches!(Page::holds_up_to(rows, s), Ok(false))) {
+                        ask.head = None;
+                        standing.push(ask);
+                        continue;
+                    }
+                    let rows = rows.clone();
                     let _ = ask.answer.send(Ok(Look { settled, gap, rows }));
                 }
                 true

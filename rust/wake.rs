@@ -10,7 +10,10 @@
 //!
 //! Looks are taken together: the listener answers every look asked since its last one with one
 //! round trip on its own connection, so subscriptions that follow the log cost the server one
-//! transaction per look, not one each.
+//! transaction per look, not one each. A look that finds no settled event for its
+//! subscription while the log moves on stands: the listener takes it again next round
+//! instead of waking the subscription for nothing, and answers it once its page holds an
+//! event, or once a round settles nothing new.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
