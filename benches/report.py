@@ -248,7 +248,7 @@ def _read_side(groups: dict[str, dict[str, dict[str, Any]]], verdicts: list[Any]
     row(
         "writers' appends/s with 4 subscribers attached (medians of 3 alternations)",
         f"{x['watched_per_s']:,.0f}",
-        f"without subscribers {x['alone_per_s']:,.0f} ({kept:.0%})",
+        f"without subscribers {x['alone_per_s']:,.0f} ({kept:.1%})",
         "≥ 90%",
         kept >= 0.9,
     )
