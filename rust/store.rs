@@ -242,11 +242,7 @@ impl EventStore {
         self.pool.is_closed()
     }
 
-    pub(crate) async fn timed<T>(
-        &self,
-        timeout: Timeout,
-        op: impl Future<Output = Result<T>>,
-    ) -> Result<T> {
+    async fn timed<T>(&self, timeout: Timeout, op: impl Future<Output = Result<T>>) -> Result<T> {
         let limit = match timeout {
             Timeout::StoreDefault => self.timeout,
             Timeout::Unlimited => None,
