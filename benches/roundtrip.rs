@@ -35,6 +35,8 @@ fn benches(c: &mut Criterion) {
         snapshot_table: None,
         replica_dsn: None,
         pool_timeout: None,
+        vacuum_every: None,
+        background: None,
     })
     .expect("store");
     let filter = lending_filter(&book, &reader);

@@ -6,7 +6,7 @@
 //! - [`keys`]: the key index's keys, and where a filter's events are looked up;
 //! - [`guard`]: the advisory locks that make the append guard hold under concurrency;
 //! - [`sql`]: the DDL, the compiler from filters to parameterised SQL, the statements;
-//! - [`dsn`] and [`connect`]: DSNs, TLS and opening a connection; [`pool`]: pooled connections; [`store`]: the operations; [`subscription`]: following the log (`wake`: how its listener wakes it); [`error`]: the one error type.
+//! - [`dsn`] and [`connect`]: DSNs, TLS and opening a connection; [`pool`]: pooled connections; [`store`]: the operations; [`subscription`]: following the log (`wake`: how its listener wakes it); [`upkeep`]: vacuuming the tables as they grow; [`error`]: the one error type.
 //!
 //! The `python` feature adds the bindings in `python`.
 
@@ -24,6 +24,7 @@ pub mod store;
 pub mod subscription;
 pub mod table;
 pub mod time;
+pub mod upkeep;
 mod wake;
 
 #[cfg(feature = "python")]

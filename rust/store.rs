@@ -27,6 +27,7 @@ use crate::sql::param::Statement;
 use crate::sql::statements as sql;
 use crate::table::TableName;
 use crate::time;
+use crate::upkeep::{Spawn, Upkeep};
 use crate::wake::Wakeups;
 
 /// The largest pool: far above PostgreSQL's default `max_connections` (100).
@@ -49,6 +50,11 @@ pub struct StoreConfig {
     /// Longest a call waits for a free connection when all `pool_size` are busy; `None`: as
     /// long as the call's own timeout allows.
     pub pool_timeout: Option<Duration>,
+    /// Vacuum the tables in the background after every so many events written (see
+    /// [`crate::upkeep`]); `None`: leave them to autovacuum.
+    pub vacuum_every: Option<u64>,
+    /// Where background work runs; `None`: no vacuum, whatever `vacuum_every` says.
+    pub background: Option<Spawn>,
 }
 
 /// The time limit of one call.
@@ -140,6 +146,7 @@ pub struct EventStore {
     timeout: Option<Duration>,
     /// The listener its subscriptions share.
     wakeups: Wakeups,
+    upkeep: Option<Upkeep>,
 }
 
 impl std::fmt::Debug for EventStore {
@@ -200,13 +207,21 @@ impl EventStore {
             connect_timeout: config.timeout,
             wait_timeout: config.pool_timeout,
         };
+        if config.vacuum_every == Some(0) {
+            return Err(Error::invalid("vacuum_every must be at least 1"));
+        }
         let replica = config
             .replica_dsn
             .as_deref()
             .map(|dsn| Pool::new(dsn, limits, Role::Replica))
             .transpose()?;
+        let pool = Pool::new(&config.dsn, limits, Role::Primary)?;
+        let upkeep = config
+            .vacuum_every
+            .zip(config.background)
+            .map(|(every, spawn)| Upkeep::new(&config.table, every, spawn, pool.dialer()));
         Ok(Self {
-            pool: Pool::new(&config.dsn, limits, Role::Primary)?,
+            pool,
             replica,
             snapshots: config
                 .snapshot_table
@@ -214,6 +229,7 @@ impl EventStore {
             table: config.table,
             timeout: config.timeout,
             wakeups: Wakeups::default(),
+            upkeep,
         })
     }
 
@@ -587,45 +603,55 @@ impl EventStore {
         let conflict = || Error::ConcurrencyConflict {
             expected: guard.map_or(0, |g| g.expected),
         };
-        self.timed(timeout, async {
-            let outcome = once_more(false, || async {
-                let conn = self.conn().await.map_err(Failure::connecting)?;
-                let rows = conn.transaction(begin, &statements, Some(&notify)).await?;
-                conn.release();
-                Ok(rows)
-            })
-            .await;
-            let Some(stored) = &stored else {
-                let inserted = outcome?.pop().unwrap_or_default();
-                if inserted.is_empty() {
-                    return Err(conflict());
+        let numbers = self
+            .timed(timeout, async {
+                let outcome = once_more(false, || async {
+                    let conn = self.conn().await.map_err(Failure::connecting)?;
+                    let rows = conn.transaction(begin, &statements, Some(&notify)).await?;
+                    conn.release();
+                    Ok(rows)
+                })
+                .await;
+                let Some(stored) = &stored else {
+                    let inserted = outcome?.pop().unwrap_or_default();
+                    if inserted.is_empty() {
+                        return Err(conflict());
+                    }
+                    return numbers(&inserted);
+                };
+                let (inserted, found) = match outcome {
+                    Ok(mut rows) => (
+                        rows.pop().unwrap_or_default(),
+                        rows.pop().unwrap_or_default(),
+                    ),
+                    // Another append stored one of the ids first, and committed while this one
+                    // waited to insert it.
+                    Err(e) if e.sqlstate() == Some(UNIQUE_VIOLATION) => (vec![], vec![]),
+                    Err(e) => return Err(e),
+                };
+                if !found.is_empty() {
+                    return already_stored(&found, events.len());
                 }
-                return numbers(&inserted);
-            };
-            let (inserted, found) = match outcome {
-                Ok(mut rows) => (
-                    rows.pop().unwrap_or_default(),
-                    rows.pop().unwrap_or_default(),
-                ),
-                // Another append stored one of the ids first, and committed while this one
-                // waited to insert it.
-                Err(e) if e.sqlstate() == Some(UNIQUE_VIOLATION) => (vec![], vec![]),
-                Err(e) => return Err(e),
-            };
-            if !found.is_empty() {
-                return already_stored(&found, events.len());
-            }
-            if !inserted.is_empty() {
-                return numbers(&inserted);
-            }
-            // Nothing stored: the guard failed, or another append stored one of the ids and
-            // committed after this one looked. A new look tells.
-            match self.read_rows(stored).await? {
-                found if found.is_empty() => Err(conflict()),
-                found => already_stored(&found, events.len()),
-            }
-        })
-        .await
+                if !inserted.is_empty() {
+                    return numbers(&inserted);
+                }
+                // Nothing stored: the guard failed, or another append stored one of the ids and
+                // committed after this one looked. A new look tells.
+                match self.read_rows(stored).await? {
+                    found if found.is_empty() => Err(conflict()),
+                    found => already_stored(&found, events.len()),
+                }
+            })
+            .await?;
+        self.wrote(numbers.len());
+        Ok(numbers)
+    }
+
+    /// Counts events written, for the tables' upkeep.
+    fn wrote(&self, events: usize) {
+        if let Some(upkeep) = &self.upkeep {
+            upkeep.wrote(events);
+        }
     }
 
     /// The rows of one read-only statement, in a transaction of its own.
@@ -648,7 +674,7 @@ impl EventStore {
         if events.is_empty() {
             return Err(Error::invalid("an import batch needs at least one event"));
         }
-        match self.import_once(events, timeout).await {
+        let numbers = match self.import_once(events, timeout).await {
             // An append stored one of the ids while the batch was loaded: it may be this
             // batch, stored by a rerun; a new look tells.
             Err(e) if e.sqlstate() == Some(UNIQUE_VIOLATION) => {
@@ -662,7 +688,9 @@ impl EventStore {
                 }
             }
             done => done,
-        }
+        }?;
+        self.wrote(numbers.len());
+        Ok(numbers)
     }
 
     async fn import_once(&self, events: &[StorableEvent], timeout: Timeout) -> Result<Vec<i64>> {

@@ -126,6 +126,12 @@ def test_invalid_configuration_is_rejected() -> None:
     for timeout in [0, -1, float("nan"), float("inf"), 1e300]:
         with pytest.raises(InvalidInputError, match="timeout"):
             EventStore("postgresql://localhost/db", timeout=timeout)
+    for vacuum_every in [0, -1, 2**64]:
+        with pytest.raises(InvalidInputError, match="vacuum_every"):
+            EventStore("postgresql://localhost/db", vacuum_every=vacuum_every)
+    for not_a_count in [True, 1.5, "10"]:
+        with pytest.raises(TypeError, match="vacuum_every"):
+            EventStore("postgresql://localhost/db", vacuum_every=not_a_count)  # type: ignore[arg-type]
 
 
 def test_a_missing_dsn_says_how_to_give_one(monkeypatch: pytest.MonkeyPatch) -> None:

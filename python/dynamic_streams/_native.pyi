@@ -101,6 +101,7 @@ class EventStore:
         replica_dsn: str | None = None,
         asyncio: bool = False,
         pool_timeout: float | None = None,
+        vacuum_every: int | None = ...,
     ) -> EventStore: ...
     @property
     def table(self) -> str: ...

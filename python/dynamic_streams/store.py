@@ -163,7 +163,10 @@ class _StoreBase:
         snapshot_table: str | None = None,
         replica_dsn: str | None = None,
         pool_timeout: float | None = None,
+        vacuum_every: int | None = 10_000,
     ) -> None:
+        if vacuum_every is not None:
+            _count("vacuum_every", vacuum_every, least=1)
         if replica_dsn is None:
             replica_dsn = os.environ.get(REPLICA_DSN_ENV) or None
         self._native = _native.EventStore(
@@ -175,6 +178,7 @@ class _StoreBase:
             replica_dsn,
             self._asyncio,
             pool_timeout,
+            vacuum_every,
         )
         self._table = table
 
@@ -345,6 +349,8 @@ class EventStore(_StoreBase):
     own (``timeout=None`` lifts it for that call). ``pool_size`` connections at most are
     open at once; when all are busy a call waits for one, up to ``pool_timeout`` seconds
     (None: as long as its own timeout allows), then raises :class:`OperationTimeoutError`.
+    After every ``vacuum_every`` events it writes, the store vacuums its tables in the
+    background, on a connection of its own (None: leave them to autovacuum).
     Creating a store does no I/O: connections open on first use.
 
     Thread-safe: share one store between threads.

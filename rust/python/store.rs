@@ -2,7 +2,9 @@
 //! synchronous calls or asyncio ones, chosen when it is opened; each method returns the
 //! value, or an awaitable of it, through [`Calls::run`].
 
+use std::future::Future;
 use std::mem::ManuallyDrop;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
@@ -31,6 +33,16 @@ fn consistency(eventual: bool) -> Consistency {
     } else {
         Consistency::Strong
     }
+}
+
+/// The events a store writes between two vacuums of its tables, unless told otherwise: as
+/// many as make autovacuum consider them (`sql/ddl.rs`).
+const VACUUM_EVERY: u64 = 10_000;
+
+/// Runs a store's background work on the runtime that runs all the time; if the process
+/// cannot start it, the work is left undone (autovacuum does it later).
+fn background(work: Pin<Box<dyn Future<Output = ()> + Send>>) {
+    drop(spawn_background(work));
 }
 
 /// A DCB event store on one table. Every method that waits releases the GIL.
@@ -67,7 +79,7 @@ impl PyEventStore {
 impl PyEventStore {
     /// Opens a store (no I/O): its calls return values, or awaitables when ``asyncio``.
     #[new]
-    #[pyo3(signature = (dsn, table="events", pool_size=10, timeout=Some(30.0), snapshot_table=None, replica_dsn=None, asyncio=false, pool_timeout=None))]
+    #[pyo3(signature = (dsn, table="events", pool_size=10, timeout=Some(30.0), snapshot_table=None, replica_dsn=None, asyncio=false, pool_timeout=None, vacuum_every=Some(VACUUM_EVERY)))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -79,6 +91,7 @@ impl PyEventStore {
         replica_dsn: Option<String>,
         asyncio: bool,
         pool_timeout: Option<f64>,
+        vacuum_every: Option<u64>,
     ) -> PyResult<Self> {
         let store = EventStore::new(StoreConfig {
             dsn,
@@ -95,6 +108,8 @@ impl PyEventStore {
             pool_timeout: pool_timeout
                 .map(|t| seconds("pool_timeout", &PyFloat::new(py, t)))
                 .transpose()?,
+            vacuum_every,
+            background: Some(background),
         })
         .or_raise(py)?;
         let calls = Calls::new(asyncio)

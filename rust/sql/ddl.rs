@@ -15,7 +15,8 @@ const ID_INDEX: &str = "_id_idx";
 /// recent event visits the key rows' heap too, and the first one also sets the rows' hint
 /// bits, dirtying the page. Vacuumed after every 10,000 inserts instead, each time only over
 /// the pages written since (an insert-only table has nothing else to clean), recent events
-/// are read from the key index alone within about a minute of their commit.
+/// are read from the key index alone within about a minute of their commit (sooner when
+/// the store that wrote them vacuums them itself: `upkeep.rs`).
 const APPEND_ONLY: &str =
     "autovacuum_vacuum_insert_threshold = 10000, autovacuum_vacuum_insert_scale_factor = 0";
 

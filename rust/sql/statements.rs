@@ -435,6 +435,18 @@ pub fn notify(table: &TableName) -> Statement {
     }
 }
 
+/// Vacuums the key rows and the events: marks the pages written since the last vacuum
+/// all-visible and sets their rows' hint bits (why: `upkeep.rs`). Never waits for a
+/// lock (`SKIP_LOCKED`: another vacuum at work is left to it), and never truncates, which
+/// would take a lock that holds off every read and write for a moment.
+pub fn vacuum(table: &TableName) -> String {
+    format!(
+        "VACUUM (SKIP_LOCKED, TRUNCATE false) {}, {}",
+        table.keys_quoted(),
+        table.quoted()
+    )
+}
+
 /// The position of the projection named `$1` (no row: none saved).
 pub fn load_checkpoint(table: &TableName, name: &str) -> Statement {
     Statement {
