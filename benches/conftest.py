@@ -2,7 +2,7 @@
 
 Sizes come from the environment: ``DCB_BENCH_EVENTS`` (default 1,000,000) for the side-by-side
 comparisons, ``DCB_BENCH_SCALE`` (default ``100000,1000000``; add ``10000000`` on request)
-for the scale benchmark.
+for the scale benchmark, ``DCB_BENCH_AS_FOUND_SCALE`` for its as-found points (run.py).
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ import stores
 
 EVENTS = int(os.environ.get("DCB_BENCH_EVENTS", "1000000"))
 SCALE = [int(n) for n in os.environ.get("DCB_BENCH_SCALE", "100000,1000000").split(",") if n]
+AS_FOUND_SCALE = [int(n) for n in os.environ.get("DCB_BENCH_AS_FOUND_SCALE", "").split(",") if n]
+# Set by run.py for the as-found scale points: each store is measured as its load left it.
+AS_FOUND = bool(os.environ.get("DCB_BENCH_AS_FOUND"))
 IMPLEMENTATIONS = ["ours-sync", "ours-async", "psycopg", "eventsourcing"]
 
 

@@ -164,6 +164,11 @@ def render(
     scale = next((g for name, g in groups.items() if name.startswith("scale:")), None)
     if scale:
         sizes = sorted(scale, key=int)
+        if as_found is not None:
+            lines.append(
+                "This library's store at each size, written through `append` and measured "
+                "right after its load:\n"
+            )
         lines.append("| events in the store | " + " | ".join(f"{int(s):,}" for s in sizes) + " |")
         lines.append("|---|" + "---|" * len(sizes))
         lines.append(
@@ -173,12 +178,21 @@ def render(
         )
         first, last = scale[sizes[0]]["median"], scale[sizes[-1]]["median"]
         ratio = last / first
+        # As found, each size was written through `append` and measured right after.
+        limit = 2.0 if as_found is not None else 1.5
         if int(sizes[-1]) >= 10_000_000 and int(sizes[0]) <= 100_000:
-            verdicts.append(("scale", ratio <= 1.5))
-            lines.append(f"\n10M over 100k: {ratio:.2f}x (target ≤ 1.5x: {_check(ratio <= 1.5)}).")
-        else:
+            verdicts.append(("scale", ratio <= limit))
             lines.append(
-                f"\nLargest over smallest: {ratio:.2f}x (the 10M point runs on request: DCB_BENCH_SCALE=100000,1000000,10000000)."
+                f"\n10M over 100k: {ratio:.2f}x (target ≤ {limit}x: {_check(ratio <= limit)})."
+            )
+        else:
+            request = (
+                "DCB_BENCH_AS_FOUND_SCALE=100000,10000000"
+                if as_found is not None
+                else "DCB_BENCH_SCALE=100000,1000000,10000000"
+            )
+            lines.append(
+                f"\nLargest over smallest: {ratio:.2f}x (the 10M point runs on request: {request})."
             )
     return "\n".join(lines) + "\n"
 

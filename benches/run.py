@@ -5,7 +5,9 @@ criterion engine benches and the pytest-benchmark suite in one go, and write the
 
 Environment: ``DYNAMIC_STREAMS_DSN`` (another server instead of the embedded one),
 ``DCB_BENCH_EVENTS`` (default 1,000,000), ``DCB_BENCH_SCALE`` (default ``100000,1000000``;
-add ``10000000`` for the 10M point).
+add ``10000000`` for the 10M point), ``DCB_BENCH_AS_FOUND_SCALE`` (default none; for
+example ``100000,10000000``: this library's store at each size, written through `append`
+and measured right after, on the as-found server).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import dataset  # noqa: E402
 import psycopg  # noqa: E402
 import report  # noqa: E402
 import stores  # noqa: E402
-from conftest import EVENTS, SCALE  # noqa: E402
+from conftest import AS_FOUND_SCALE, EVENTS, SCALE  # noqa: E402
 from dynamic_streams.embedded import EmbeddedPostgres  # noqa: E402
 
 
@@ -94,6 +96,17 @@ def as_found(shape: dataset.Shape) -> Found:
         vacuumed = pytest_run(
             env, Path(f"{results}.vacuumed"), "-k", "test_query and ours-sync and not scale"
         )
+        for size in AS_FOUND_SCALE:
+            started = time.monotonic()
+            stores.load_ours(server, size)
+            loads.append(f"ours at {size:,} events {time.monotonic() - started:.0f} s")
+            scaled = pytest_run(
+                env | {"DCB_BENCH_SCALE": str(size), "DCB_BENCH_AS_FOUND": "1"},
+                Path(f"{results}.{size}"),
+                "-k",
+                "test_query_scale",
+            )
+            run["benchmarks"].extend(scaled["benchmarks"])  # type: ignore[attr-defined]
         text = report.render(
             run,
             {},

@@ -16,7 +16,7 @@ from typing import Any
 import dataset
 import pytest
 import stores
-from conftest import IMPLEMENTATIONS, SCALE
+from conftest import AS_FOUND, IMPLEMENTATIONS, SCALE
 from dynamic_streams.examples.library import DomainError
 from dynamic_streams.examples.library import decisions as d
 
@@ -215,7 +215,8 @@ def scaled(
 ) -> Iterator[tuple[int, Any, dataset.Shape]]:
     size = request.param
     stores.prime_ours(server, size)
-    stores.prewarm(server, size)
+    if not AS_FOUND:
+        stores.prewarm(server, size)
     shape, rows = dataset.generate(size)
     for _ in rows:
         pass
