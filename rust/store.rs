@@ -603,48 +603,46 @@ impl EventStore {
         let conflict = || Error::ConcurrencyConflict {
             expected: guard.map_or(0, |g| g.expected),
         };
-        let numbers = self
-            .timed(timeout, async {
-                let outcome = once_more(false, || async {
-                    let conn = self.conn().await.map_err(Failure::connecting)?;
-                    let rows = conn.transaction(begin, &statements, Some(&notify)).await?;
-                    conn.release();
-                    Ok(rows)
-                })
-                .await;
-                let Some(stored) = &stored else {
-                    let inserted = outcome?.pop().unwrap_or_default();
-                    if inserted.is_empty() {
-                        return Err(conflict());
-                    }
-                    return numbers(&inserted);
-                };
-                let (inserted, found) = match outcome {
-                    Ok(mut rows) => (
-                        rows.pop().unwrap_or_default(),
-                        rows.pop().unwrap_or_default(),
-                    ),
-                    // Another append stored one of the ids first, and committed while this one
-                    // waited to insert it.
-                    Err(e) if e.sqlstate() == Some(UNIQUE_VIOLATION) => (vec![], vec![]),
-                    Err(e) => return Err(e),
-                };
-                if !found.is_empty() {
-                    return already_stored(&found, events.len());
-                }
-                if !inserted.is_empty() {
-                    return numbers(&inserted);
-                }
-                // Nothing stored: the guard failed, or another append stored one of the ids and
-                // committed after this one looked. A new look tells.
-                match self.read_rows(stored).await? {
-                    found if found.is_empty() => Err(conflict()),
-                    found => already_stored(&found, events.len()),
-                }
+        self.timed(timeout, async {
+            let outcome = once_more(false, || async {
+                let conn = self.conn().await.map_err(Failure::connecting)?;
+                let rows = conn.transaction(begin, &statements, Some(&notify)).await?;
+                conn.release();
+                Ok(rows)
             })
-            .await?;
-        self.wrote(numbers.len());
-        Ok(numbers)
+            .await;
+            let Some(stored) = &stored else {
+                let inserted = outcome?.pop().unwrap_or_default();
+                if inserted.is_empty() {
+                    return Err(conflict());
+                }
+                return numbers(&inserted);
+            };
+            let (inserted, found) = match outcome {
+                Ok(mut rows) => (
+                    rows.pop().unwrap_or_default(),
+                    rows.pop().unwrap_or_default(),
+                ),
+                // Another append stored one of the ids first, and committed while this one
+                // waited to insert it.
+                Err(e) if e.sqlstate() == Some(UNIQUE_VIOLATION) => (vec![], vec![]),
+                Err(e) => return Err(e),
+            };
+            if !found.is_empty() {
+                return already_stored(&found, events.len());
+            }
+            if !inserted.is_empty() {
+                return numbers(&inserted);
+            }
+            // Nothing stored: the guard failed, or another append stored one of the ids and
+            // committed after this one looked. A new look tells.
+            match self.read_rows(stored).await? {
+                found if found.is_empty() => Err(conflict()),
+                found => already_stored(&found, events.len()),
+            }
+        })
+        .await
+        .inspect(|numbers| self.wrote(numbers.len()))
     }
 
     /// Counts events written, for the tables' upkeep.
@@ -674,7 +672,7 @@ impl EventStore {
         if events.is_empty() {
             return Err(Error::invalid("an import batch needs at least one event"));
         }
-        let numbers = match self.import_once(events, timeout).await {
+        match self.import_once(events, timeout).await {
             // An append stored one of the ids while the batch was loaded: it may be this
             // batch, stored by a rerun; a new look tells.
             Err(e) if e.sqlstate() == Some(UNIQUE_VIOLATION) => {
@@ -688,9 +686,8 @@ impl EventStore {
                 }
             }
             done => done,
-        }?;
-        self.wrote(numbers.len());
-        Ok(numbers)
+        }
+        .inspect(|numbers| self.wrote(numbers.len()))
     }
 
     async fn import_once(&self, events: &[StorableEvent], timeout: Timeout) -> Result<Vec<i64>> {
