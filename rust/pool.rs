@@ -200,11 +200,11 @@ impl Pool {
         }
     }
 
-    /// Closes the pool: open connections are dropped, later calls fail with [`Error::Closed`].
     pub fn dialer(&self) -> Dialer {
         self.dialer.clone()
     }
 
+    /// Closes the pool: open connections are dropped, later calls fail with [`Error::Closed`].
     pub fn close(&self) {
         self.inner.close();
     }

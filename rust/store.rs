@@ -252,6 +252,9 @@ impl EventStore {
         if let Some(replica) = &self.replica {
             replica.close();
         }
+        if let Some(upkeep) = &self.upkeep {
+            upkeep.close();
+        }
     }
 
     pub fn is_closed(&self) -> bool {

@@ -20,9 +20,10 @@
 //! leaves its pages as it found them.
 //!
 //! One vacuum at a time per store, on a connection of its own (never one of the pool's, so
-//! that a call never waits for it), opened for it and closed after. It only helps: a vacuum
-//! that cannot run (the role does not own the tables, the server is down) is skipped, and
-//! the next one is tried after as many events again.
+//! that a call never waits for it), opened for it and closed after; none starts once the
+//! store is closed or dropped (its application may be about to drop the database). It only
+//! helps: a vacuum that cannot run (the role does not own the tables, the server is down)
+//! is skipped, and the next one is tried after as many events again.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -50,6 +51,7 @@ pub(crate) struct Upkeep {
     every: u64,
     written: AtomicU64,
     running: Arc<AtomicBool>,
+    closed: Arc<AtomicBool>,
     spawn: Spawn,
     dialer: Dialer,
     vacuum: Arc<str>,
@@ -62,6 +64,7 @@ impl Upkeep {
             every,
             written: AtomicU64::new(0),
             running: Arc::new(AtomicBool::new(false)),
+            closed: Arc::new(AtomicBool::new(false)),
             spawn,
             dialer,
             vacuum: sql::vacuum(table).into(),
@@ -76,13 +79,17 @@ impl Upkeep {
             return;
         }
         self.written.store(0, Ordering::Relaxed);
-        let (dialer, vacuum, running) = (
+        let (dialer, vacuum, running, closed) = (
             self.dialer.clone(),
             Arc::clone(&self.vacuum),
             Arc::clone(&self.running),
+            Arc::clone(&self.closed),
         );
         (self.spawn)(Box::pin(async move {
             tokio::time::sleep(SETTLE).await;
+            if closed.load(Ordering::Acquire) {
+                return;
+            }
             if let Ok(Ok((client, connection))) =
                 tokio::time::timeout(CONNECT_TIMEOUT, dialer.open()).await
             {
@@ -100,5 +107,17 @@ impl Upkeep {
             }
             running.store(false, Ordering::Release);
         }));
+    }
+
+    /// No vacuum starts from now on (one at work finishes).
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for Upkeep {
+    /// A store dropped without being closed starts no vacuum either.
+    fn drop(&mut self) {
+        self.close();
     }
 }

@@ -124,3 +124,15 @@ def test_the_count_runs_across_calls(
     assert vacuums(event_store_dsn, event_store_table) == (0, 0)
     store.append_unconditionally(*events(100))
     assert wait_for(lambda: vacuums(event_store_dsn, event_store_table) == (1, 1))
+
+
+def test_a_closed_store_starts_no_vacuum(
+    open_store: Callable[..., Any], event_store_dsn: str, event_store_table: str
+) -> None:
+    """Closing a store right after its writes (an application about to drop its database)
+    leaves no vacuum, and no connection, behind."""
+    store = open_store(vacuum_every=100)
+    store.append_unconditionally(*events(100))
+    store.close()
+    time.sleep(1.5)
+    assert vacuums(event_store_dsn, event_store_table) == (0, 0)
