@@ -106,10 +106,31 @@ pub struct RecordedEvent {
     /// Microseconds since the Unix epoch, UTC.
     pub occurred_at: i64,
     pub event_type: String,
-    pub payload: Map<String, Value>,
-    pub metadata: Map<String, Value>,
+    pub payload: JsonText,
+    pub metadata: JsonText,
     pub id: Option<Uuid>,
     pub tags: Vec<String>,
+}
+
+/// A JSON object as the server wrote it: its text, parsed by whoever reads it into what they
+/// need ([`Self::to_map`], a type of their own through serde, or, in the Python bindings,
+/// Python objects built straight from the text, without a `Value` in between).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JsonText(String);
+
+impl JsonText {
+    /// `text`, which must be a JSON object: the server's text of a `jsonb` value.
+    pub(crate) fn new(text: String) -> Self {
+        Self(text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn to_map(&self) -> Result<Map<String, Value>> {
+        json_object("a stored object", &self.0)
+    }
 }
 
 #[cfg(test)]

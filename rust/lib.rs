@@ -31,7 +31,7 @@ mod wake;
 mod python;
 
 pub use error::{Error, Result};
-pub use event::{RecordedEvent, StorableEvent};
+pub use event::{JsonText, RecordedEvent, StorableEvent};
 pub use filter::{Bound, Filter, FilterItem, PredicateGroup, PredicateValue};
 pub use store::{Consistency, EventStore, QueryResult, Snapshot, StoreConfig, Timeout};
 pub use table::TableName;

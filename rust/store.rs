@@ -10,13 +10,13 @@
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::Json;
+use tokio_postgres::types::{FromSql, Json, Type};
 use tokio_postgres::Row;
 
 use crate::error::{Error, Result};
-use crate::event::{RecordedEvent, StorableEvent};
+use crate::event::{JsonText, RecordedEvent, StorableEvent};
 use crate::filter::Filter;
 use crate::guard;
 use crate::input::{contains_nul, reject_nul};
@@ -182,13 +182,30 @@ pub(crate) fn begin(read_only: bool, statement: &Statement) -> &'static str {
     }
 }
 
+/// A `jsonb` column's text, as the server sent it (after the binary format's version byte).
+impl<'a> FromSql<'a> for JsonText {
+    fn from_sql(
+        _: &Type,
+        raw: &'a [u8],
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        match raw.split_first() {
+            Some((1, text)) => Ok(Self::new(std::str::from_utf8(text)?.to_owned())),
+            _ => Err("unsupported jsonb format version".into()),
+        }
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSONB
+    }
+}
+
 fn recorded(row: &Row) -> Result<RecordedEvent> {
     Ok(RecordedEvent {
         sequence_number: row.try_get(0)?,
         occurred_at: time::from_system_time(row.try_get::<_, SystemTime>(1)?),
         event_type: row.try_get(2)?,
-        payload: row.try_get::<_, Json<Map<String, Value>>>(3)?.0,
-        metadata: row.try_get::<_, Json<Map<String, Value>>>(4)?.0,
+        payload: row.try_get(3)?,
+        metadata: row.try_get(4)?,
         id: row.try_get(5)?,
         tags: row.try_get(6)?,
     })
@@ -1085,12 +1102,23 @@ mod tests {
                 sequence_number: *n,
                 occurred_at: 0,
                 event_type: "T".into(),
-                payload: Map::new(),
-                metadata: Map::new(),
+                payload: JsonText::default(),
+                metadata: JsonText::default(),
                 id: None,
                 tags: Vec::new(),
             })
             .collect()
+    }
+
+    #[test]
+    fn jsonb_is_read_as_its_text() {
+        let text = JsonText::from_sql(&Type::JSONB, b"\x01{\"b\": 1, \"aa\": [2]}").unwrap();
+        assert_eq!(text.as_str(), r#"{"b": 1, "aa": [2]}"#);
+        assert_eq!(text.to_map().unwrap()["aa"][0], 2);
+        assert!(JsonText::from_sql(&Type::JSONB, b"\x02{}").is_err());
+        assert!(JsonText::from_sql(&Type::JSONB, b"").is_err());
+        assert!(JsonText::from_sql(&Type::JSONB, b"\x01{\"\xff\": 1}").is_err());
+        assert!(!<JsonText as FromSql>::accepts(&Type::JSON));
     }
 
     #[test]

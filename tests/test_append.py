@@ -247,3 +247,39 @@ def test_payloads_with_many_and_long_keys_read_back_whole(store: Any) -> None:
     store.append_unconditionally(Event("Wide", payload), Event("Wide", payload))
     assert [e.payload for e in store.query(EVERYTHING)] == [payload, payload]
     assert [e.payload for e in store.read()] == [payload, payload]
+
+
+def test_payloads_read_back_as_the_server_wrote_them(store: Any, event_store_dsn: str) -> None:
+    """Payloads and metadata are read from the server's JSON text: each one equals what
+    the standard library's `json` makes of that same text, keys in its order (PostgreSQL's:
+    shorter keys first), through every escape, control character, surrogate pair, nesting
+    and kind of value."""
+    import json
+
+    import psycopg
+
+    deep: Any = "bottom"
+    for i in range(120):
+        deep = {"d": deep} if i % 2 else [deep, i]
+    texts = [
+        '{"b": 1, "aa": 2, "": 3, "a": 4}',
+        '{"s": "\\" \\\\ \\/ \\b \\f \\n \\r \\t"}',
+        '{"c": "' + "".join(f"\\u{n:04x}" for n in range(1, 32)) + '\\u007f"}',
+        '{"u": "\\u00e9\\u4e2d \\ud83d\\ude00 é中 😀 \\u200b", "k\\n\\u00e9y": "v"}',
+        '{"x": [], "y": {}, "z": [[], [{}], {"a": [null, true, false]}]}',
+        '{"n": [0, -0, 1, -1, 1.5, -2.25, 9223372036854775807, -9223372036854775808]}',
+        '{"long": "' + "é" * 5000 + "\\n" + "x" * 5000 + '"}',
+        json.dumps({"deep": deep}),
+    ]
+    for text in texts:
+        store.append_unconditionally(Event("T", text, metadata=text))
+    with psycopg.connect(event_store_dsn, autocommit=True) as conn:
+        stored = conn.execute(
+            f"SELECT payload::text FROM {store.table} ORDER BY sequence_number"
+        ).fetchall()
+    expected = [json.loads(text) for (text,) in stored]
+    read = store.query(EVERYTHING).events
+    assert [e.payload for e in read] == expected
+    assert [e.metadata for e in read] == expected
+    assert [list(e.payload) for e in read] == [list(x) for x in expected]
+    assert list(read[0].payload) == ["", "a", "b", "aa"]

@@ -1,6 +1,6 @@
-//! Values between the engine and Python, built directly (no JSON text round trip): JSON
-//! values, instants, and the facade's result classes, filled by field name; and the calls'
-//! time limits.
+//! Values between the engine and Python, built directly: instants, and the facade's result
+//! classes, filled by field name (their JSON from [`super::json`]); and the calls' time
+//! limits.
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
@@ -8,122 +8,15 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
     PyBool, PyBytes, PyDateAccess, PyDateTime, PyDelta, PyDeltaAccess, PyDict, PyFloat, PyInt,
-    PyList, PyString, PyTimeAccess, PyTuple, PyType, PyTzInfo,
+    PyList, PyTimeAccess, PyTuple, PyType, PyTzInfo,
 };
-use serde_json::{Map, Number, Value};
-use std::collections::HashMap;
 use std::time::Duration;
 
 use super::errors::invalid;
+use super::json::{gc_tracked, object_text, untrack, value, Texts};
 use crate::event::RecordedEvent;
-use crate::input::canonical_number;
 use crate::store::{QueryResult, Snapshot, Timeout};
 use crate::time::{self, Civil};
-
-/// A JSON number as Python holds it without loss. PostgreSQL keeps jsonb numbers as exact
-/// decimals and writes them without exponent: an integer comes back as an `int` (a
-/// `Decimal` beyond Python's limit on digits in int text), a number with a fraction as a
-/// `float` when the float is exactly the number stored, else as a `Decimal`.
-fn number<'py>(py: Python<'py>, n: &Number) -> PyResult<Bound<'py, PyAny>> {
-    static DECIMAL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-    if let Some(i) = n.as_i64() {
-        return Ok(i.into_pyobject(py)?.into_any());
-    }
-    if let Some(u) = n.as_u64() {
-        return Ok(u.into_pyobject(py)?.into_any());
-    }
-    let text = n.as_str();
-    if text.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
-        if let Ok(int) = py.get_type::<pyo3::types::PyInt>().call1((text,)) {
-            return Ok(int);
-        }
-    } else if let Ok(f) = text.parse::<f64>() {
-        if f.is_finite() && canonical_number(&f.to_string()) == canonical_number(text) {
-            return Ok(f.into_pyobject(py)?.into_any());
-        }
-    }
-    facade_class(py, &DECIMAL, "decimal", "Decimal")?.call1((text,))
-}
-
-/// The texts a batch of events repeats (payload keys, event types), each made a Python `str`
-/// once and shared: no decoding per event, and each key's hash computed once. Bounded, as
-/// the keys come from stored data: at most [`Self::MAX`] texts of up to [`Self::LONGEST`]
-/// bytes; others are made each time.
-#[derive(Default)]
-struct Texts<'py>(HashMap<String, Bound<'py, PyString>>);
-
-impl<'py> Texts<'py> {
-    const MAX: usize = 1024;
-    const LONGEST: usize = 64;
-
-    fn get(&mut self, py: Python<'py>, text: &str) -> Bound<'py, PyString> {
-        if let Some(made) = self.0.get(text) {
-            return made.clone();
-        }
-        let made = PyString::new(py, text);
-        if text.len() <= Self::LONGEST && self.0.len() < Self::MAX {
-            self.0.insert(text.to_owned(), made.clone());
-        }
-        made
-    }
-}
-
-pub fn value<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
-    value_in(py, v, &mut Texts::default())
-}
-
-fn value_in<'py>(py: Python<'py>, v: &Value, keys: &mut Texts<'py>) -> PyResult<Bound<'py, PyAny>> {
-    Ok(match v {
-        Value::Null => py.None().into_bound(py),
-        Value::Bool(b) => b.into_pyobject(py)?.to_owned().into_any(),
-        Value::Number(n) => number(py, n)?,
-        Value::String(s) => s.into_pyobject(py)?.into_any(),
-        Value::Array(items) => {
-            let list = PyList::empty(py);
-            for item in items {
-                list.append(value_in(py, item, keys)?)?;
-            }
-            list.into_any()
-        }
-        Value::Object(map) => object(py, map, keys)?.into_any(),
-    })
-}
-
-fn object<'py>(
-    py: Python<'py>,
-    map: &Map<String, Value>,
-    keys: &mut Texts<'py>,
-) -> PyResult<Bound<'py, PyDict>> {
-    let dict = PyDict::new(py);
-    let mut acyclic = true;
-    for (k, v) in map {
-        let v = value_in(py, v, keys)?;
-        acyclic &= !gc_tracked(&v);
-        dict.set_item(keys.get(py, k), v)?;
-    }
-    if acyclic {
-        untrack(&dict);
-    }
-    Ok(dict)
-}
-
-/// Whether the cyclic garbage collector follows `obj` (a container that may be in a cycle).
-fn gc_tracked(obj: &Bound<'_, PyAny>) -> bool {
-    // SAFETY: `obj` is a live object; the call only reads its header.
-    unsafe { ffi::PyObject_GC_IsTracked(obj.as_ptr()) == 1 }
-}
-
-/// Stops the cyclic garbage collector following a dict or tuple that holds nothing it
-/// follows: no reference cycle can pass through it. CPython applies the same rule to dicts
-/// and tuples itself, but only when a collection reaches them; values built by the thousand
-/// (a read's events and their payloads) were otherwise traversed collection after
-/// collection, a seventh of a catch-up read's time. A dict given a container later is
-/// followed again (CPython re-tracks it on insertion).
-fn untrack(obj: &Bound<'_, PyAny>) {
-    // SAFETY: `obj` is a live dict or tuple; untracking is allowed for any GC object and is a
-    // no-op when it is not tracked.
-    unsafe { ffi::PyObject_GC_UnTrack(obj.as_ptr().cast()) }
-}
 
 /// Microseconds since the Unix epoch to an aware UTC `datetime`.
 ///
@@ -265,8 +158,8 @@ fn event<'py>(
         e.sequence_number.into_pyobject(py)?.into_any(),
         datetime(py, e.occurred_at)?.into_any(),
         texts.get(py, &e.event_type).into_any(),
-        object(py, &e.payload, texts)?.into_any(),
-        object(py, &e.metadata, texts)?.into_any(),
+        object_text(py, e.payload.as_str(), texts)?.into_any(),
+        object_text(py, e.metadata.as_str(), texts)?.into_any(),
         match e.id {
             Some(id) => uuid(py, id)?,
             None => py.None().into_bound(py),

@@ -10,6 +10,7 @@ mod convert;
 mod errors;
 mod event;
 mod filter;
+mod json;
 mod reading;
 mod runtime;
 mod store;
