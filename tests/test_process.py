@@ -236,6 +236,44 @@ def test_a_store_serves_the_kind_of_calls_it_was_opened_for(
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("kind", [EventStore, AsyncEventStore])
+def test_closing_a_store_ends_its_sessions(
+    event_store_dsn: str, event_store_table: str, kind: type
+) -> None:
+    """Right after close() the database can be dropped: no session of the store is left
+    (a synchronous store's connections are closed by its runtime, which runs only while a
+    call waits on it: close() gives it that turn)."""
+    from psycopg.conninfo import make_conninfo
+
+    name = f"closing-{os.getpid()}-{kind.__name__}"
+    store = kind(make_conninfo(event_store_dsn, application_name=name), table=event_store_table)
+
+    async def calls() -> None:
+        await store.append_unconditionally(Event("T", {"a": 1}))
+        await store.query(EVERYTHING)
+
+    if kind is EventStore:
+        store.append_unconditionally(Event("T", {"a": 1}))
+        store.query(EVERYTHING)
+    else:
+        asyncio.run(calls())
+
+    def sessions() -> int:
+        with psycopg.connect(event_store_dsn, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (name,)
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    assert sessions() >= 1
+    store.close()
+    deadline = time.monotonic() + 2
+    while sessions() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sessions() == 0
+
+
 def test_the_embedded_server_waits_out_a_long_recovery(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

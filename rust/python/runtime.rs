@@ -48,6 +48,14 @@ impl Calls {
         }
     }
 
+    /// Lets the connections a store just dropped close (the multi-thread runtime's tasks run
+    /// by themselves).
+    pub fn settle(self, py: Python<'_>) {
+        if let Self::Blocking(rt) = self {
+            turn(py, rt);
+        }
+    }
+
     /// Runs `fut`: its value for a synchronous store, an awaitable of it for an asyncio one.
     pub fn run<'py, T, F>(self, py: Python<'py>, fut: F) -> PyResult<Bound<'py, PyAny>>
     where
@@ -67,6 +75,13 @@ impl Calls {
             }
         }
     }
+}
+
+/// One turn of a current-thread runtime, whose tasks run only while a caller waits on it: the
+/// tasks of connections just dropped see it, and close their sockets now rather than at the
+/// next call (or never, if no call comes).
+fn turn(py: Python<'_>, rt: &'static Runtime) {
+    py.detach(|| rt.block_on(tokio::task::yield_now()));
 }
 
 /// Runs `fut` in the background on the process's multi-thread runtime, which runs all the
@@ -112,9 +127,8 @@ where
         })
     });
     if !matches!(outcome, Outcome::Done(Ok(_))) {
-        // A call that failed or was interrupted may have dropped its connection: one turn of
-        // the runtime lets that connection's task see it and close the socket now.
-        py.detach(|| rt.block_on(tokio::task::yield_now()));
+        // A call that failed or was interrupted may have dropped its connection.
+        turn(py, rt);
     }
     match outcome {
         Outcome::Done(Ok(v)) => Ok(v),

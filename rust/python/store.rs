@@ -139,10 +139,11 @@ impl PyEventStore {
         self.inner.is_closed()
     }
 
-    /// Closes the connection pool; later calls raise ``InterfaceError``.
-    fn close(&self) {
+    /// Closes the connection pool, its sessions ended; later calls raise ``InterfaceError``.
+    fn close(&self, py: Python<'_>) {
         if std::process::id() == self.pid {
             self.inner.close();
+            self.calls.settle(py);
         }
     }
 
