@@ -1,4 +1,5 @@
-"""The key index's row addresses are hints: reads and guards stay exact when they are stale.
+"""Reads and guards go through the key index, and its row addresses are hints: reads and
+guards stay exact when they are stale.
 
 Each key row holds where its event's row was written, so reads skip a primary-key descent
 per event. A table rewrite moves rows, and key rows written by other tools may hold no
@@ -8,9 +9,15 @@ guard must still see them.
 
 from __future__ import annotations
 
+import time
+import uuid
+from typing import Any
+
 import psycopg
 import pytest
+from conftest import AsyncDriven
 from dynamic_streams import (
+    AsyncEventStore,
     ConcurrencyConflictError,
     Event,
     EventFilter,
@@ -18,6 +25,7 @@ from dynamic_streams import (
     P,
     build_event_filter,
 )
+from psycopg.conninfo import make_conninfo
 
 
 def of_book(book: str) -> EventFilter:
@@ -73,3 +81,65 @@ def test_stale_row_addresses_change_no_result(
     # ... and lets through the append that saw them all, which reads back like the rest.
     (new,) = store.append(of_book("b1"), last_b1, Event("Lent", {"BookID": "b1", "n": 99}))
     assert store.query(of_book("b1")).max_sequence_number == new
+
+
+def _scans(dsn: str, table: str) -> tuple[int, int]:
+    """Sequential and index scans of the events and their key rows, as the server counts them."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT sum(seq_scan), sum(idx_scan) FROM pg_stat_user_tables"
+            " WHERE relid IN (%s::regclass, %s::regclass)",
+            (table, f"{table}_keys"),
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def _closed(dsn: str, store: Any, name: str) -> None:
+    """Closes `store` and waits for its sessions (named `name`) to end: a session reports its
+    scans when it ends, if not before."""
+    store.close()
+    deadline = time.monotonic() + 10
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (name,)
+        ).fetchone() != (0,):
+            assert time.monotonic() < deadline, "the store's sessions did not end"
+            time.sleep(0.05)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_no_operation_reads_a_whole_table_as_it_grows(event_store_dsn: str, kind: str) -> None:
+    """A table filled from empty: every plan is made while it is small, and a plan kept until
+    the table is next analyzed must still go through the indexes (a sequential scan, cheapest
+    on a few pages, grows with the table)."""
+    table = f"scans_{uuid.uuid4().hex[:12]}"
+    name = f"scans-{uuid.uuid4().hex[:8]}"
+    dsn = make_conninfo(event_store_dsn, application_name=name)
+    setup = EventStore(dsn, table=table)
+    setup.create_schema()
+    _closed(event_store_dsn, setup, name)
+    before = _scans(event_store_dsn, table)
+    opened = EventStore if kind == "sync" else AsyncEventStore
+    store: Any = opened(dsn, table=table, vacuum_every=None)
+    if kind == "async":
+        store = AsyncDriven(store)
+    try:
+        for round_ in range(10):
+            found = store.query(lending(f"b{round_}", f"r{round_}"))
+            store.append(lending(f"b{round_}", f"r{round_}"), found.max_sequence_number,
+                         Event("Lent", {"BookID": f"b{round_}", "ReaderID": f"r{round_}"}))  # fmt: skip
+            store.append_unconditionally(
+                *(Event("Added", {"BookID": f"x{round_}-{i}"}, id=uuid.uuid4()) for i in range(100))
+            )
+            assert [e.sequence_number for e in store.query(of_book(f"b{round_}")).events] == [
+                101 * round_ + 1
+            ]
+        assert len(list(store.read(of_book("b9")))) == 1
+        assert store.head() == 1010
+    finally:
+        _closed(event_store_dsn, store, name)
+    seq, idx = _scans(event_store_dsn, table)
+    assert (seq - before[0], idx > before[1]) == (0, True)
+    with EventStore(event_store_dsn, table=table) as dropper:
+        dropper._native.drop_table()
