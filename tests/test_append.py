@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from dynamic_streams import (
     ConcurrencyConflictError,
+    DataError,
     Event,
     IntegrityError,
     P,
@@ -283,3 +284,25 @@ def test_payloads_read_back_as_the_server_wrote_them(store: Any, event_store_dsn
     assert [e.metadata for e in read] == expected
     assert [list(e.payload) for e in read] == [list(x) for x in expected]
     assert list(read[0].payload) == ["", "a", "b", "aa"]
+
+
+def test_a_payload_nested_too_deep_to_read_is_a_data_error(
+    store: Any, event_store_dsn: str
+) -> None:
+    """The store appends payloads nested up to 128 levels; one written deeper by another
+    tool is refused when read, with the library's error, not a crash."""
+    import json
+
+    import psycopg
+
+    deep: Any = "x"
+    for _ in range(200):
+        deep = [deep]
+    with psycopg.connect(event_store_dsn, autocommit=True) as conn:
+        conn.execute(
+            f"INSERT INTO {store.table} (occurred_at, event_type, payload) "
+            "VALUES (now(), 'T', %s::jsonb)",
+            (json.dumps({"a": deep}),),
+        )
+    with pytest.raises(DataError, match="nested deeper than 128 levels"):
+        store.query(EVERYTHING)

@@ -80,7 +80,16 @@ pub fn to_py(py: Python<'_>, err: Error) -> PyErr {
 
 /// `InterfaceError(message)`: the library used in a way it does not support.
 pub fn interface_error(py: Python<'_>, message: &str) -> PyErr {
-    match error_class(py, "InterfaceError").and_then(|c| c.call1((message,))) {
+    raised(py, "InterfaceError", message)
+}
+
+/// `DataError(message)`: a stored value that cannot be made a Python object.
+pub fn data_error(py: Python<'_>, message: &str) -> PyErr {
+    raised(py, "DataError", message)
+}
+
+fn raised(py: Python<'_>, class: &'static str, message: &str) -> PyErr {
+    match error_class(py, class).and_then(|c| c.call1((message,))) {
         Ok(exc) => PyErr::from_value(exc),
         Err(e) => e,
     }

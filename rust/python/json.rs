@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::collections::HashMap;
 
+use super::errors::data_error;
 use crate::input::canonical_number;
 
 /// A JSON number, from its text, as Python holds it without loss. PostgreSQL keeps jsonb
@@ -172,10 +173,10 @@ struct Parser<'t, 'k, 'py> {
 
 impl<'t, 'py> Parser<'t, '_, 'py> {
     fn malformed(&self) -> PyErr {
-        pyo3::exceptions::PyValueError::new_err(format!(
-            "the server sent malformed JSON (at byte {})",
-            self.at
-        ))
+        data_error(
+            self.py,
+            &format!("the server sent malformed JSON (at byte {})", self.at),
+        )
     }
 
     fn peek(&self) -> Option<u8> {
@@ -241,9 +242,10 @@ impl<'t, 'py> Parser<'t, '_, 'py> {
     fn nested(&mut self) -> PyResult<()> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                "a stored JSON value is nested deeper than {MAX_DEPTH} levels"
-            )));
+            return Err(data_error(
+                self.py,
+                &format!("a stored JSON value is nested deeper than {MAX_DEPTH} levels"),
+            ));
         }
         Ok(())
     }
