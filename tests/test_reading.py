@@ -346,6 +346,36 @@ def test_a_subscription_never_skips_an_event_that_commits_late(
         assert got == list(range(1, 4 * per_writer + 1))
 
 
+def test_an_asyncio_subscription_never_skips_an_event_that_commits_late(
+    event_store: EventStore, async_event_store: AsyncEventStore, event_store_dsn: str,
+    event_store_table: str,
+) -> None:  # fmt: skip
+    """The same with the asyncio store's subscription, its events taken on an event loop
+    while four threads write, every third event committing late."""
+    install_delay(event_store_dsn, event_store_table)
+    per_writer = 30
+
+    def write(w: int) -> None:
+        rnd = random.Random(w)
+        for i in range(per_writer):
+            delay = {"delay": rnd.uniform(0.01, 0.15)} if i % 3 == 0 else {}
+            event_store.append_unconditionally(Event("Ticked", {"w": w, "i": i, **delay}))
+
+    async def main() -> list[int]:
+        got: list[int] = []
+        async with async_event_store.subscribe(batch_size=1, poll_interval=0.05) as sub:
+            writers = [in_thread(write, w) for w in range(4)]
+            deadline = time.monotonic() + 60
+            while len(got) < 4 * per_writer and time.monotonic() < deadline:
+                got.extend(numbers(await sub.poll(0.5)))
+            for w in writers:
+                w.join()
+            assert await sub.poll(0.3) == []
+        return got
+
+    assert asyncio.run(main()) == list(range(1, 4 * per_writer + 1))
+
+
 def test_subscriptions_of_one_store_each_get_their_own_events(event_store: EventStore) -> None:
     """Their looks are taken together, and two that follow one filter from one position share
     a page: each must still get every one of its events, once, in order."""
