@@ -198,7 +198,8 @@ class _StoreBase:
         return self._native.closed
 
     def close(self) -> None:
-        """Close the connection pool. Later calls raise :class:`InterfaceError`."""
+        """Close the connection pool and end its sessions. Later calls raise
+        :class:`InterfaceError`."""
         self._native.close()
 
     def __repr__(self) -> str:
