@@ -112,14 +112,15 @@ pub struct RecordedEvent {
     pub tags: Vec<String>,
 }
 
-/// A JSON object as the server wrote it: its text, parsed by whoever reads it into what they
-/// need ([`Self::to_map`], a type of their own through serde, or, in the Python bindings,
-/// Python objects built straight from the text, without a `Value` in between).
+/// A JSON value as the server wrote it (an event's payload and metadata are objects): its
+/// text, parsed by whoever reads it into what they need ([`Self::to_map`],
+/// [`Self::to_value`], a type of their own through serde, or, in the Python bindings, Python
+/// objects built straight from the text, without a `Value` in between).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct JsonText(String);
 
 impl JsonText {
-    /// `text`, which must be a JSON object: the server's text of a `jsonb` value.
+    /// `text`, the server's text of a `jsonb` value.
     pub(crate) fn new(text: String) -> Self {
         Self(text)
     }
@@ -128,8 +129,14 @@ impl JsonText {
         &self.0
     }
 
+    /// The object (an error for any other value).
     pub fn to_map(&self) -> Result<Map<String, Value>> {
         json_object("a stored object", &self.0)
+    }
+
+    pub fn to_value(&self) -> Result<Value> {
+        serde_json::from_str(&self.0)
+            .map_err(|e| Error::invalid(format!("a stored value is not valid JSON: {e}")))
     }
 }
 

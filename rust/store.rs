@@ -87,7 +87,7 @@ pub struct Snapshot {
     pub projection_type: String,
     pub filter_hash: String,
     pub sequence_number: i64,
-    pub data: Value,
+    pub data: JsonText,
     /// Microseconds since the Unix epoch, UTC.
     pub created_at: i64,
 }
@@ -459,7 +459,7 @@ impl EventStore {
                     projection_type: projection_type.to_owned(),
                     filter_hash: filter_hash.to_owned(),
                     sequence_number: r.try_get(0)?,
-                    data: r.try_get::<_, Json<Value>>(1)?.0,
+                    data: r.try_get(1)?,
                     created_at: time::from_system_time(r.try_get::<_, SystemTime>(2)?),
                 })
             })
@@ -1115,6 +1115,10 @@ mod tests {
         let text = JsonText::from_sql(&Type::JSONB, b"\x01{\"b\": 1, \"aa\": [2]}").unwrap();
         assert_eq!(text.as_str(), r#"{"b": 1, "aa": [2]}"#);
         assert_eq!(text.to_map().unwrap()["aa"][0], 2);
+        assert_eq!(text.to_value().unwrap()["b"], 1);
+        let scalar = JsonText::from_sql(&Type::JSONB, b"\x01\"ten\"").unwrap();
+        assert_eq!(scalar.to_value().unwrap(), "ten");
+        assert!(scalar.to_map().is_err(), "not an object");
         assert!(JsonText::from_sql(&Type::JSONB, b"\x02{}").is_err());
         assert!(JsonText::from_sql(&Type::JSONB, b"").is_err());
         assert!(JsonText::from_sql(&Type::JSONB, b"\x01{\"\xff\": 1}").is_err());

@@ -62,6 +62,29 @@ def test_a_lower_sequence_number_never_overwrites_a_higher_one(store: Any) -> No
     assert store.load_snapshot("p", h).data == [11]
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        None,
+        True,
+        False,
+        0,
+        -12,
+        2**70,
+        1.25,
+        "",
+        'a "quoted"\nline \u00e9',
+        [],
+        {},
+        [{"a": [None]}],
+    ],
+)
+def test_a_snapshot_holds_any_json_value(store: Any, data: Any) -> None:
+    store.save_snapshot("any", BOOKS.hash(), 1, data)
+    loaded = store.load_snapshot("any", BOOKS.hash()).data
+    assert loaded == data and type(loaded) is type(data)
+
+
 def test_different_filters_and_projections_keep_separate_snapshots(store: Any) -> None:
     store.save_snapshot("p", BOOKS.hash(), 1, "books")
     store.save_snapshot("p", OTHER.hash(), 2, "other")

@@ -13,7 +13,7 @@ use pyo3::types::{
 use std::time::Duration;
 
 use super::errors::invalid;
-use super::json::{gc_tracked, object_text, untrack, value, Texts};
+use super::json::{gc_tracked, object_text, untrack, value_text, Texts};
 use crate::event::RecordedEvent;
 use crate::store::{QueryResult, Snapshot, Timeout};
 use crate::time::{self, Civil};
@@ -261,7 +261,7 @@ impl<'py> IntoPyObject<'py> for SnapshotRow {
         fields.set_item("projection_type", s.projection_type)?;
         fields.set_item("filter_hash", s.filter_hash)?;
         fields.set_item("sequence_number", s.sequence_number)?;
-        fields.set_item("data", value(py, &s.data)?)?;
+        fields.set_item("data", value_text(py, s.data.as_str())?)?;
         fields.set_item("created_at", datetime(py, s.created_at)?)?;
         facade_class(py, &CLASS, "dynamic_streams.snapshots", "Snapshot")?.call((), Some(&fields))
     }

@@ -1,13 +1,11 @@
-//! JSON to Python objects: a stored event's payload and metadata straight from the text the
-//! server sent (one pass, no `serde_json::Value` built and dropped in between, strings
-//! without escapes made from the text itself), and a `Value` the engine decoded (a
-//! snapshot's state).
+//! JSON to Python objects, straight from the text the server sent (a stored event's payload
+//! and metadata, a snapshot's state): one pass, no `serde_json::Value` built and dropped in
+//! between, strings without escapes made from the text itself.
 
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyList, PyString, PyType};
-use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::collections::HashMap;
 
@@ -89,46 +87,6 @@ impl<'py> Texts<'py> {
     }
 }
 
-/// A JSON value the engine decoded.
-pub fn value<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
-    value_in(py, v, &mut Texts::default())
-}
-
-fn value_in<'py>(py: Python<'py>, v: &Value, keys: &mut Texts<'py>) -> PyResult<Bound<'py, PyAny>> {
-    Ok(match v {
-        Value::Null => py.None().into_bound(py),
-        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
-        Value::Number(n) => number(py, n.as_str())?,
-        Value::String(s) => PyString::new(py, s).into_any(),
-        Value::Array(items) => {
-            let list = PyList::empty(py);
-            for item in items {
-                list.append(value_in(py, item, keys)?)?;
-            }
-            list.into_any()
-        }
-        Value::Object(map) => object(py, map, keys)?.into_any(),
-    })
-}
-
-fn object<'py>(
-    py: Python<'py>,
-    map: &Map<String, Value>,
-    keys: &mut Texts<'py>,
-) -> PyResult<Bound<'py, PyDict>> {
-    let dict = PyDict::new(py);
-    let mut acyclic = true;
-    for (k, v) in map {
-        let v = value_in(py, v, keys)?;
-        acyclic &= !gc_tracked(&v);
-        dict.set_item(keys.get(py, k), v)?;
-    }
-    if acyclic {
-        untrack(&dict);
-    }
-    Ok(dict)
-}
-
 /// The JSON object `text` (the server's text of a `jsonb` object) as a `dict`, its keys
 /// shared through `keys`.
 pub fn object_text<'py>(
@@ -141,21 +99,17 @@ pub fn object_text<'py>(
         untrack(&dict);
         return Ok(dict);
     }
-    let mut parser = Parser {
-        text,
-        at: 0,
-        depth: 0,
-        py,
-        keys,
-    };
-    parser.space();
+    let mut parser = Parser::new(py, text, keys);
     let dict = parser.object()?;
-    parser.space();
-    if parser.at == text.len() {
-        Ok(dict)
-    } else {
-        Err(parser.malformed())
-    }
+    parser.end(dict)
+}
+
+/// The JSON value `text` (the server's text of a `jsonb` value) as Python objects.
+pub fn value_text<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
+    let mut keys = Texts::default();
+    let mut parser = Parser::new(py, text, &mut keys);
+    let value = parser.value()?;
+    parser.end(value)
 }
 
 /// The deepest nesting read, as `serde_json` (which checks what is appended) allows.
@@ -171,7 +125,30 @@ struct Parser<'t, 'k, 'py> {
     keys: &'k mut Texts<'py>,
 }
 
-impl<'t, 'py> Parser<'t, '_, 'py> {
+impl<'t, 'k, 'py> Parser<'t, 'k, 'py> {
+    /// A parser of `text`, at its first value.
+    fn new(py: Python<'py>, text: &'t str, keys: &'k mut Texts<'py>) -> Self {
+        let mut parser = Self {
+            text,
+            at: 0,
+            depth: 0,
+            py,
+            keys,
+        };
+        parser.space();
+        parser
+    }
+
+    /// `read`, the value read, if nothing but white space follows it.
+    fn end<T>(mut self, read: T) -> PyResult<T> {
+        self.space();
+        if self.at == self.text.len() {
+            Ok(read)
+        } else {
+            Err(self.malformed())
+        }
+    }
+
     fn malformed(&self) -> PyErr {
         data_error(
             self.py,
