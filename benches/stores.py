@@ -505,6 +505,12 @@ def settle(server: Server) -> None:
         conn.execute("CHECKPOINT")
 
 
+def vacuum(server: Server) -> None:
+    """VACUUM, without ANALYZE (statistics, and so plans, stay as the run began)."""
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute("VACUUM")
+
+
 def prewarm(server: Server, size: int) -> None:
     """Empties shared buffers, then reads the stores of ``size`` events (tables and indexes)
     into them: every measurement starts from the same state, with no store paying
