@@ -84,9 +84,9 @@ const NUMBERS: i64 = 100_000;
 /// for at once, and a busy log is looked at this often. Each look costs the writers (a
 /// transaction on the server, a wake-up of each subscription it answers): with 8 writers
 /// and 4 subscribers on 2 cores, a look every 3 ms rather than 2 left the writers about
-/// two points more of their rate alone (runs in pairs: 89.8 against 87.7%, 92 against
-/// 90%) and delayed the median delivery from 3.5 to 4.0 ms; every 4 ms, two points more
-/// again, and 4.5 ms.
+/// two points more of their rate alone (medians of runs in pairs: 91.6 against 90.5%, 89.8
+/// against 87.7% on a slower hour) and delayed the median delivery from 3.5 to 4.0 ms;
+/// every 4 ms, about one point more again, and 4.5 ms.
 const COALESCE: Duration = Duration::from_millis(3);
 
 /// How long a missing number may stay missing before the head settles whether it is in
