@@ -8,15 +8,37 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from dynamic_streams import AsyncEventStore, EventStore
 
 
 async def drain(items: AsyncIterator[Any]) -> list[Any]:
     return [item async for item in items]
+
+
+def sessions(dsn: str, application_name: str) -> int:
+    """The server's sessions of that application name (a store's, when its DSN sets one)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+            (application_name,),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def until_no_sessions(dsn: str, application_name: str, within: float) -> None:
+    """Waits up to `within` seconds for those sessions to end (the server ends a session a
+    moment after its client closed the socket), and fails if they did not."""
+    deadline = time.monotonic() + within
+    while sessions(dsn, application_name) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sessions(dsn, application_name) == 0, "the store's sessions did not end"
 
 
 class AsyncDriven:

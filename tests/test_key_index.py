@@ -9,13 +9,12 @@ guard must still see them.
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
 import psycopg
 import pytest
-from conftest import AsyncDriven
+from conftest import AsyncDriven, until_no_sessions
 from dynamic_streams import (
     AsyncEventStore,
     ConcurrencyConflictError,
@@ -99,13 +98,7 @@ def _closed(dsn: str, store: Any, name: str) -> None:
     """Closes `store` and waits for its sessions (named `name`) to end: a session reports its
     scans when it ends, if not before."""
     store.close()
-    deadline = time.monotonic() + 10
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        while conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (name,)
-        ).fetchone() != (0,):
-            assert time.monotonic() < deadline, "the store's sessions did not end"
-            time.sleep(0.05)
+    until_no_sessions(dsn, name, within=10)
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from conftest import sessions, until_no_sessions
 from dynamic_streams import (
     AsyncEventStore,
     Event,
@@ -258,20 +259,9 @@ def test_closing_a_store_ends_its_sessions(
     else:
         asyncio.run(calls())
 
-    def sessions() -> int:
-        with psycopg.connect(event_store_dsn, autocommit=True) as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (name,)
-            ).fetchone()
-        assert row is not None
-        return int(row[0])
-
-    assert sessions() >= 1
+    assert sessions(event_store_dsn, name) >= 1
     store.close()
-    deadline = time.monotonic() + 2
-    while sessions() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert sessions() == 0
+    until_no_sessions(event_store_dsn, name, within=2)
 
 
 def test_the_embedded_server_waits_out_a_long_recovery(
