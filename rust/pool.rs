@@ -4,6 +4,7 @@
 //! again.
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, QueueMode, RecyclingMethod};
+use futures_util::StreamExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::runtime::RuntimeFlavor;
@@ -282,15 +283,14 @@ impl Conn {
         drop(self.obj.take());
     }
 
-    /// Runs `statements` in one transaction begun by `begin_sql`, as one pipeline: `BEGIN;
-    /// statements; COMMIT; [after_commit]` are sent together and answered in order. Returns
-    /// each statement's rows. `after_commit` runs on its own once the transaction committed,
-    /// and its failure is ignored.
+    /// Runs `statements` in one transaction begun by `begin_sql` and ended by `commit_sql`
+    /// (see [`commit`]), as one pipeline: sent together and answered in order. Returns each
+    /// statement's rows.
     pub async fn transaction(
         &self,
         begin_sql: &str,
         statements: &[&Statement],
-        after_commit: Option<&Statement>,
+        commit_sql: &str,
     ) -> Result<Vec<Vec<Row>>, Failure> {
         // Until the pipeline is sent, nothing of the transaction can have run.
         let never_ran = |error: Error| Failure {
@@ -306,11 +306,7 @@ impl Conn {
         for s in statements {
             prepared.push((self.prepare(&s.sql).await.map_err(never_ran)?, s.args()));
         }
-        let then = match after_commit {
-            Some(s) => Some((self.prepare(&s.sql).await.map_err(never_ran)?, s.args())),
-            None => None,
-        };
-        let (began, rows, committed) = pipeline(client, begin_sql, &prepared, then.as_ref()).await;
+        let (began, rows, committed) = pipeline(client, begin_sql, &prepared, commit_sql).await;
         // The server answers in order: when its answer to BEGIN is an error (a session it was
         // ending), it ran nothing after it. A connection that just closed proves nothing: the
         // server may have committed before its answers were lost.
@@ -341,26 +337,35 @@ pub(crate) type Answers = (
     Result<(), tokio_postgres::Error>,
 );
 
-/// `BEGIN; statements; COMMIT; [then]` on `client`, sent together and answered in order.
-/// `then` runs on its own once the transaction committed, and its failure is ignored.
+/// `BEGIN; statements; COMMIT` on `client`, sent together and answered in order.
 pub(crate) async fn pipeline(
     client: &Client,
     begin_sql: &str,
     statements: &[Bound<'_>],
-    then: Option<&Bound<'_>>,
+    commit_sql: &str,
 ) -> Answers {
     // Polled in order, so sent in order: one pipeline.
-    let (began, rows, committed, ()) = tokio::join!(
+    tokio::join!(
         client.batch_execute(begin_sql),
         futures_util::future::join_all(statements.iter().map(|(s, a)| client.query(s, a))),
-        client.batch_execute("COMMIT"),
-        async {
-            if let Some((s, a)) = then {
-                drop(client.query(s, a).await);
-            }
-        },
-    );
-    (began, rows, committed)
+        commit(client, commit_sql),
+    )
+}
+
+/// Sends `commit_sql`, a `COMMIT` and what is to run on its own after it (`COMMIT; NOTIFY
+/// ...`), as one message, and answers for the `COMMIT`: the server skips the rest when the
+/// commit fails, and a failure of the rest is ignored. (A transaction a statement's error
+/// rolled back commits nothing and fails by that statement; the rest then runs anyway, and
+/// a notification for nothing only makes subscribers look.) One message rather than a
+/// statement after it spares the server a reply and the client a wake-up.
+pub(crate) async fn commit(client: &Client, commit_sql: &str) -> Result<(), tokio_postgres::Error> {
+    let answers = client.simple_query_raw(commit_sql).await?;
+    futures_util::pin_mut!(answers);
+    answers.next().await.transpose()?;
+    // The rest is read to its end (the server's answers until it is ready again), or to its
+    // first failure: a broken connection fails every read after it.
+    while let Some(Ok(_)) = answers.next().await {}
+    Ok(())
 }
 
 /// Whether a failed call may be made again on another connection.

@@ -21,7 +21,7 @@ use crate::filter::Filter;
 use crate::guard;
 use crate::input::{contains_nul, reject_nul};
 use crate::keys;
-use crate::pool::{Conn, Dialer, Failure, Pool, PoolLimits, Retry, Role};
+use crate::pool::{commit, Conn, Dialer, Failure, Pool, PoolLimits, Retry, Role};
 use crate::sql::ddl;
 use crate::sql::param::Statement;
 use crate::sql::statements as sql;
@@ -544,7 +544,7 @@ impl EventStore {
                     .await
                     .map_err(Failure::connecting)?;
                 let statements: Vec<&Statement> = lock.iter().chain([&select]).collect();
-                let mut rows = conn.transaction(begin, &statements, None).await?;
+                let mut rows = conn.transaction(begin, &statements, "COMMIT").await?;
                 conn.release();
                 Ok((rows.pop().unwrap_or_default(), from_replica))
             })
@@ -610,7 +610,7 @@ impl EventStore {
             None => guard::for_writer(&self.table, events),
         });
         let begin = begin(false, &insert);
-        let notify = sql::notify(&self.table);
+        let commit = sql::commit_and_notify(&self.table);
         // Events with ids: which are stored already, read in the same transaction.
         let stored = events
             .iter()
@@ -626,7 +626,7 @@ impl EventStore {
         self.timed(timeout, async {
             let outcome = once_more(false, || async {
                 let conn = self.conn().await.map_err(Failure::connecting)?;
-                let rows = conn.transaction(begin, &statements, Some(&notify)).await?;
+                let rows = conn.transaction(begin, &statements, &commit).await?;
                 conn.release();
                 Ok(rows)
             })
@@ -677,7 +677,7 @@ impl EventStore {
         let begin = begin(true, statement);
         once_more(true, || async {
             let conn = self.conn().await.map_err(Failure::connecting)?;
-            let mut rows = conn.transaction(begin, &[statement], None).await?;
+            let mut rows = conn.transaction(begin, &[statement], "COMMIT").await?;
             conn.release();
             Ok(rows.pop().unwrap_or_default())
         })
@@ -717,7 +717,7 @@ impl EventStore {
             .any(|e| e.id().is_some())
             .then(|| sql::stored_ids(&self.table, events));
         let draw = sql::draw_numbers(&self.table, events.len());
-        let notify = sql::notify(&self.table);
+        let commit_sql = sql::commit_and_notify(&self.table);
         self.timed(timeout, async {
             let conn = self.conn().await?;
             let client = conn.client()?;
@@ -769,12 +769,10 @@ impl EventStore {
             let pairs: Vec<(i64, &StorableEvent)> = numbers.iter().copied().zip(events).collect();
             let index = sql::index_copied(&self.table, &pairs);
             let index_stmt = conn.prepare(&index.sql).await?;
-            let notify_stmt = conn.prepare(&notify.sql).await?;
-            let (index_args, notify_args) = (index.args(), notify.args());
-            let (indexed, committed, _) = tokio::join!(
+            let index_args = index.args();
+            let (indexed, committed) = tokio::join!(
                 client.execute(&index_stmt, &index_args),
-                client.batch_execute("COMMIT"),
-                client.query(&notify_stmt, &notify_args),
+                commit(client, &commit_sql),
             );
             indexed?;
             committed?;
@@ -808,7 +806,9 @@ impl EventStore {
         );
         // One round trip when no writer is in flight: the second statement's snapshot is
         // taken after the first statement found none.
-        let rows = conn.transaction(READ_ONLY, &[&mark, &below], None).await?;
+        let rows = conn
+            .transaction(READ_ONLY, &[&mark, &below], "COMMIT")
+            .await?;
         let (first, second) = (&rows[0][0], &rows[1][0]);
         let mark: i64 = first.try_get(0).map_err(Error::from)?;
         let writers: Vec<String> = first.try_get(1).map_err(Error::from)?;
@@ -818,7 +818,7 @@ impl EventStore {
         let running = sql::writers_still_running(&self.table, writers);
         let mut pause = Duration::from_micros(200);
         loop {
-            let rows = conn.transaction(READ_ONLY, &[&running], None).await?;
+            let rows = conn.transaction(READ_ONLY, &[&running], "COMMIT").await?;
             if rows[0][0].try_get::<_, i64>(0).map_err(Error::from)? == 0 {
                 break;
             }
@@ -826,7 +826,7 @@ impl EventStore {
             pause = (pause * 2).min(Duration::from_millis(5));
         }
         let below = sql::head_below(&self.table, mark);
-        let rows = conn.transaction(READ_ONLY, &[&below], None).await?;
+        let rows = conn.transaction(READ_ONLY, &[&below], "COMMIT").await?;
         Ok(rows[0][0].try_get(0).map_err(Error::from)?)
     }
 

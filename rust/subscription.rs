@@ -549,7 +549,7 @@ async fn read_together(
             .iter()
             .map(|s| (prepared[&s.sql].clone(), s.args()))
             .collect();
-        let (began, rows, committed) = pipeline(client, opening, &bound, None).await;
+        let (began, rows, committed) = pipeline(client, opening, &bound, "COMMIT").await;
         began?;
         let rows = rows.into_iter().collect::<Result<Vec<_>, _>>()?;
         committed?;

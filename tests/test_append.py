@@ -306,3 +306,41 @@ def test_a_payload_nested_too_deep_to_read_is_a_data_error(
         )
     with pytest.raises(DataError, match="nested deeper than 128 levels"):
         store.query(EVERYTHING)
+
+
+def test_a_commit_the_server_refuses_fails_the_write_and_stores_nothing(
+    store: Any, event_store_dsn: str
+) -> None:
+    """A write's commit is sent in one message with the notification after it: a commit that
+    fails (here a deferred trigger refusing one kind of event) must fail the write, whichever
+    way it was made, and leave the connection fit for the next."""
+    import psycopg
+
+    refuse = f"refuse_{store.table}"
+    with psycopg.connect(event_store_dsn, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE FUNCTION {refuse}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.event_type = 'Refused' THEN "
+            "RAISE EXCEPTION 'refused at commit' USING ERRCODE = 'check_violation'; END IF; "
+            "RETURN NULL; END $$"
+        )
+        conn.execute(
+            f"CREATE CONSTRAINT TRIGGER {refuse} AFTER INSERT ON {store.table} "
+            f"DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {refuse}()"
+        )
+    try:
+        store.append_unconditionally(lent())
+        for write in (
+            lambda: store.append_unconditionally(Event("Refused", {})),
+            lambda: store.append(BOOK, 1, Event("Refused", {"BookID": "b1"})),
+            lambda: store.import_events([lent("b2"), Event("Refused", {})]),
+        ):
+            with pytest.raises(IntegrityError, match="refused at commit"):
+                write()
+            assert [e.event_type for e in store.query(EVERYTHING).events] == ["Lent"]
+        [n] = store.append(BOOK, 1, lent())
+        assert n > 1
+        assert [e.sequence_number for e in store.query(BOOK).events] == [1, n]
+    finally:
+        with psycopg.connect(event_store_dsn, autocommit=True) as conn:
+            conn.execute(f"DROP FUNCTION {refuse}() CASCADE")

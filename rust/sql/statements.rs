@@ -426,13 +426,10 @@ pub fn stored_ids(table: &TableName, events: &[StorableEvent]) -> Statement {
     }
 }
 
-/// Wakes the table's subscribers (sent after a commit).
-pub fn notify(table: &TableName) -> Statement {
-    Statement {
-        plan_per_call: false,
-        sql: "SELECT pg_notify($1, '')".to_owned(),
-        params: vec![SqlParam::Text(keys::channel(table))],
-    }
+/// Commits, then wakes the table's subscribers (see `pool::commit`). The channel is an
+/// identifier the library makes from the table's name (`keys::channel`), never input.
+pub fn commit_and_notify(table: &TableName) -> String {
+    format!("COMMIT; NOTIFY \"{}\"", keys::channel(table))
 }
 
 /// Vacuums the key rows and the events: marks the pages written since the last vacuum
