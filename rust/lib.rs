@@ -33,5 +33,5 @@ mod python;
 pub use error::{Error, Result};
 pub use event::{JsonText, RecordedEvent, StorableEvent};
 pub use filter::{Bound, Filter, FilterItem, PredicateGroup, PredicateValue};
-pub use store::{Consistency, EventStore, QueryResult, Snapshot, StoreConfig, Timeout};
+pub use store::{Consistency, EventStore, QueryResult, Snapshot, Stats, StoreConfig, Timeout};
 pub use table::TableName;

@@ -86,6 +86,19 @@ pub struct Pool {
     dialer: Dialer,
 }
 
+/// A pool's connections at one moment (see [`Pool::status`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Connections open, idle or in use.
+    pub open: usize,
+    /// Open connections no call is using.
+    pub idle: usize,
+    /// Calls waiting for a connection.
+    pub waiting: usize,
+    /// The most connections the pool opens.
+    pub max_size: usize,
+}
+
 /// Opens connections outside the pool, for sessions of their own (a subscriber's `LISTEN`),
 /// with the pool's settings.
 #[derive(Clone)]
@@ -209,6 +222,17 @@ impl Pool {
 
     pub fn dialer(&self) -> Dialer {
         self.dialer.clone()
+    }
+
+    /// Its connections now: open, idle, callers waiting for one, and the most it opens.
+    pub fn status(&self) -> PoolStatus {
+        let s = self.inner.status();
+        PoolStatus {
+            open: s.size,
+            idle: s.available,
+            waiting: s.waiting,
+            max_size: s.max_size,
+        }
     }
 
     /// Closes the pool: open connections are dropped, later calls fail with [`Error::Closed`].

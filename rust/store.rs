@@ -21,13 +21,13 @@ use crate::filter::Filter;
 use crate::guard;
 use crate::input::{contains_nul, reject_nul};
 use crate::keys;
-use crate::pool::{commit, Conn, Dialer, Failure, Pool, PoolLimits, Retry, Role};
+use crate::pool::{commit, Conn, Dialer, Failure, Pool, PoolLimits, PoolStatus, Retry, Role};
 use crate::sql::ddl;
 use crate::sql::param::Statement;
 use crate::sql::statements as sql;
 use crate::table::TableName;
 use crate::time;
-use crate::upkeep::{Spawn, Upkeep};
+use crate::upkeep::{Spawn, Upkeep, Vacuums};
 use crate::wake::Wakeups;
 
 /// The largest pool: far above PostgreSQL's default `max_connections` (100).
@@ -158,6 +158,17 @@ impl std::fmt::Debug for EventStore {
     }
 }
 
+/// What a store holds at one moment: see [`EventStore::stats`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stats {
+    /// The primary's pool.
+    pub pool: PoolStatus,
+    /// The replica's pool, when the store has one.
+    pub replica: Option<PoolStatus>,
+    /// The vacuums of its upkeep (none when `vacuum_every` is `None`).
+    pub vacuums: Vacuums,
+}
+
 /// The `BEGIN` of an operation's transaction.
 ///
 /// Always READ COMMITTED, whatever the server, role or DSN sets as default: the guard
@@ -276,6 +287,19 @@ impl EventStore {
 
     pub fn is_closed(&self) -> bool {
         self.pool.is_closed()
+    }
+
+    /// Its pools' connections now, and the vacuums its upkeep ran (no I/O).
+    pub fn stats(&self) -> Stats {
+        Stats {
+            pool: self.pool.status(),
+            replica: self.replica.as_ref().map(Pool::status),
+            vacuums: self
+                .upkeep
+                .as_ref()
+                .map(Upkeep::vacuums)
+                .unwrap_or_default(),
+        }
     }
 
     async fn timed<T>(&self, timeout: Timeout, op: impl Future<Output = Result<T>>) -> Result<T> {

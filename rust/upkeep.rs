@@ -23,13 +23,18 @@
 //! that a call never waits for it), opened for it and closed after; none starts once the
 //! store is closed or dropped (its application may be about to drop the database). It only
 //! helps: a vacuum that cannot run (the role does not own the tables, the server is down)
-//! is skipped, and the next one is tried after as many events again.
+//! is skipped, and the next one is tried after as many events again. The store counts the
+//! vacuums that ran to their end and those that failed ([`Vacuums`]), for its statistics.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio_postgres::error::Severity;
+use tokio_postgres::AsyncMessage;
 
 use crate::pool::Dialer;
 use crate::sql::statements as sql;
@@ -46,11 +51,25 @@ const SETTLE: Duration = Duration::from_secs(1);
 /// left alone until the next one is due.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How many vacuums a store ran to their end, and how many failed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Vacuums {
+    pub done: u64,
+    pub failed: u64,
+}
+
+#[derive(Default)]
+struct Counts {
+    done: AtomicU64,
+    failed: AtomicU64,
+}
+
 /// When a store's tables are vacuumed, and the vacuum in progress.
 pub(crate) struct Upkeep {
     every: u64,
     written: AtomicU64,
     running: Arc<AtomicBool>,
+    counts: Arc<Counts>,
     closed: Arc<AtomicBool>,
     spawn: Spawn,
     dialer: Dialer,
@@ -64,6 +83,7 @@ impl Upkeep {
             every,
             written: AtomicU64::new(0),
             running: Arc::new(AtomicBool::new(false)),
+            counts: Arc::default(),
             closed: Arc::new(AtomicBool::new(false)),
             spawn,
             dialer,
@@ -79,10 +99,11 @@ impl Upkeep {
             return;
         }
         self.written.store(0, Ordering::Relaxed);
-        let (dialer, vacuum, running, closed) = (
+        let (dialer, vacuum, running, counts, closed) = (
             self.dialer.clone(),
             Arc::clone(&self.vacuum),
             Arc::clone(&self.running),
+            Arc::clone(&self.counts),
             Arc::clone(&self.closed),
         );
         (self.spawn)(Box::pin(async move {
@@ -90,29 +111,59 @@ impl Upkeep {
             if closed.load(Ordering::Acquire) {
                 return;
             }
-            if let Ok(Ok((client, connection))) =
-                tokio::time::timeout(CONNECT_TIMEOUT, dialer.open()).await
-            {
-                let mut connection = std::pin::pin!(connection);
-                // Whether the connection is still open once the vacuum is done (or failed).
-                let open = tokio::select! {
-                    _ = client.batch_execute(&vacuum) => true,
-                    _ = &mut connection => false,
-                };
-                if open {
-                    // Without its client, the connection says goodbye to the server and ends.
-                    drop(client);
-                    drop(connection.await);
-                }
-            }
+            let done = run(&dialer, &vacuum).await;
+            let count = if done { &counts.done } else { &counts.failed };
+            count.fetch_add(1, Ordering::Relaxed);
             running.store(false, Ordering::Release);
         }));
+    }
+
+    /// The vacuums run so far.
+    pub(crate) fn vacuums(&self) -> Vacuums {
+        Vacuums {
+            done: self.counts.done.load(Ordering::Relaxed),
+            failed: self.counts.failed.load(Ordering::Relaxed),
+        }
     }
 
     /// No vacuum starts from now on (one at work finishes).
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
     }
+}
+
+/// Runs `vacuum` on a connection of its own: whether it ran to its end on every table (no
+/// error, and no warning: the server warns, and goes on, when it skips a table that the
+/// role may not vacuum or that another session holds locked).
+async fn run(dialer: &Dialer, vacuum: &str) -> bool {
+    let Ok(Ok((client, mut connection))) =
+        tokio::time::timeout(CONNECT_TIMEOUT, dialer.open()).await
+    else {
+        return false;
+    };
+    let mut messages = futures_util::stream::poll_fn(|cx| connection.poll_message(cx));
+    let mut warned = false;
+    let done = {
+        let ran = client.batch_execute(vacuum);
+        tokio::pin!(ran);
+        loop {
+            tokio::select! {
+                ran = &mut ran => break ran.is_ok(),
+                message = messages.next() => match message {
+                    Some(Ok(AsyncMessage::Notice(notice))) => {
+                        warned |= notice.parsed_severity() == Some(Severity::Warning);
+                    }
+                    Some(Ok(_)) => {}
+                    // The connection ended before the vacuum did.
+                    None | Some(Err(_)) => return false,
+                },
+            }
+        }
+    };
+    // Without its client, the connection says goodbye to the server and ends.
+    drop(client);
+    while let Some(Ok(_)) = messages.next().await {}
+    done && !warned
 }
 
 impl Drop for Upkeep {

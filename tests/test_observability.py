@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -170,6 +171,42 @@ def test_spans_and_metrics(
     assert sum(p.value for p in points(reader, "dcb.conflicts", table)) == 1
     assert sum(p.value for p in points(reader, "dcb.timeouts", table)) == 1
     assert sum(p.count for p in points(reader, "dcb.operation.duration", table)) == 6
+
+
+def test_the_meter_reports_each_stores_connections_and_vacuums(
+    telemetry: tuple[InMemorySpanExporter, InMemoryMetricReader],
+    event_store_dsn: str,
+    event_store_table: str,
+) -> None:
+    """Read from the stores when the reader collects: each pool's idle and used connections,
+    waiting calls and size, named per store, and each store's vacuums by outcome."""
+    _, reader = telemetry
+    table = event_store_table
+    with EventStore(event_store_dsn, table=table, pool_size=3, vacuum_every=2) as store:
+        store.append(FILTER, 0, Event("Lent", {"ReaderID": "a"}), Event("Lent", {"ReaderID": "b"}))
+        deadline = time.monotonic() + 10
+        while store.stats().vacuums < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+        # Each store has its own series: this one's are those of the pool of 3 (the fixture's
+        # store, which created the table, has 10).
+        (ours,) = {
+            p.attributes["dcb.store"]
+            for p in points(reader, "db.client.connection.max", table)
+            if p.value == 3
+        }
+        assert ours.startswith(f"{table}#")
+
+        def mine(name: str) -> list[Any]:
+            return [p for p in points(reader, name, table) if p.attributes["dcb.store"] == ours]
+
+        counts = mine("db.client.connection.count")
+        by_state = {p.attributes["db.client.connection.state"]: p.value for p in counts}
+        assert by_state == {"idle": 1, "used": 0}
+        assert {p.attributes["db.client.connection.pool.name"] for p in counts} == {ours}
+        assert [p.value for p in mine("db.client.connection.pending_requests")] == [0]
+        vacuums = {p.attributes["dcb.outcome"]: p.value for p in mine("dcb.vacuums")}
+        assert vacuums == {"done": 1, "failed": 0}
 
 
 def test_without_opentelemetry_the_store_works(

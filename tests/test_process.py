@@ -28,8 +28,10 @@ from dynamic_streams import (
     InterfaceError,
     OperationalError,
     OperationTimeoutError,
+    PoolStats,
     ProgrammingError,
     QueryResult,
+    _observe,
     build_event_filter,
 )
 
@@ -163,6 +165,17 @@ def test_after_fork_the_child_gets_a_clear_error_or_a_working_store(
                     code = 14
                 except InterfaceError as err:
                     code = 12 if "fork" in str(err) else 15
+            if code == 12:
+                try:
+                    event_store.stats()
+                    code = 16
+                except InterfaceError as err:
+                    code = 12 if "fork" in str(err) else 17
+            if code == 12:
+                try:  # the meter's readings leave the parent's stores out
+                    _observe._stats()
+                except InterfaceError:
+                    code = 18
             if code == 12:
                 with EventStore(event_store_dsn, table=event_store.table) as fresh:
                     seen = fresh.query(EVERYTHING).max_sequence_number
@@ -375,6 +388,35 @@ def test_a_saturated_pool_queues_a_call_up_to_its_pool_timeout(
         blocker.rollback()
         busy.join(5)
         assert len(store.query(EVERYTHING)) == 0  # free again: calls go through
+
+
+def test_stats_show_a_saturated_pool(event_store_dsn: str, event_store_table: str) -> None:
+    """What a health check reads when calls queue for connections: the pool's one connection
+    in use, and a call waiting for it; then both done, the connection idle again."""
+    with (
+        EventStore(event_store_dsn, table=event_store_table, pool_size=1) as store,
+        psycopg.connect(event_store_dsn) as blocker,
+    ):
+        assert store.stats().pool == PoolStats(open=0, idle=0, waiting=0, max_size=1)
+        assert store.stats().replica_pool is None
+        store.query(EVERYTHING)
+        assert store.stats().pool == PoolStats(open=1, idle=1, waiting=0, max_size=1)
+        blocker.execute(f'LOCK TABLE "{event_store_table}" IN ACCESS EXCLUSIVE MODE')
+        calls = [
+            threading.Thread(target=lambda: store.query(EVERYTHING, timeout=10), daemon=True)
+            for _ in range(2)
+        ]
+        for call in calls:
+            call.start()
+        saturated = PoolStats(open=1, idle=0, waiting=1, max_size=1)
+        deadline = time.monotonic() + 5
+        while store.stats().pool != saturated and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert store.stats().pool == saturated
+        blocker.rollback()
+        for call in calls:
+            call.join(5)
+        assert store.stats().pool == PoolStats(open=1, idle=1, waiting=0, max_size=1)
 
 
 def test_an_asyncio_program_exits_cleanly_right_after_its_last_await(

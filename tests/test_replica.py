@@ -26,6 +26,7 @@ from dynamic_streams import (
     AsyncEventStore,
     Event,
     EventStore,
+    PoolStats,
     build_event_filter,
     eventual_consistency,
     strong_consistency,
@@ -148,6 +149,10 @@ def test_eventual_reads_go_to_the_replica_and_strong_reads_to_the_primary(
         eventual = store.query(EVERYTHING, consistency="eventual")
         assert (len(eventual), eventual.from_replica) == (0, True)  # the paused replica
         assert store.query(EVERYTHING).from_replica is False
+        # Each server's pool has the connection its reads used.
+        stats = store.stats()
+        assert stats.pool == PoolStats(open=1, idle=1, waiting=0, max_size=10)
+        assert stats.replica_pool == PoolStats(open=1, idle=1, waiting=0, max_size=10)
         store.save_snapshot("p", "h", 1, {"n": 1})
         assert store.load_snapshot("p", "h", consistency="eventual") is None
         assert store.load_snapshot("p", "h") is not None

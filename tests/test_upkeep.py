@@ -136,3 +136,48 @@ def test_a_closed_store_starts_no_vacuum(
     store.close()
     time.sleep(1.5)
     assert vacuums(event_store_dsn, event_store_table) == (0, 0)
+
+
+def test_stats_count_the_vacuums_done_and_those_the_server_skipped(
+    open_store: Callable[..., Any], event_store_dsn: str, event_store_table: str
+) -> None:
+    """An operator sees whether upkeep happens: a vacuum that ran counts as done; one that
+    found a table locked by another session (and skipped it) counts as failed."""
+    store = open_store(vacuum_every=50)
+    assert (store.stats().vacuums, store.stats().failed_vacuums) == (0, 0)
+    store.append_unconditionally(*events(50))
+    assert wait_for(lambda: store.stats().vacuums == 1)
+    assert store.stats().failed_vacuums == 0
+    assert vacuums(event_store_dsn, event_store_table) == (1, 1)
+    with psycopg.connect(event_store_dsn) as other:
+        other.execute(f'LOCK TABLE "{event_store_table}_keys" IN SHARE UPDATE EXCLUSIVE MODE')
+        store.append_unconditionally(*events(50))
+        assert wait_for(lambda: store.stats().failed_vacuums == 1)
+    assert store.stats().vacuums == 1
+    assert vacuums(event_store_dsn, event_store_table) == (2, 1)  # the keys were skipped
+
+
+def test_a_role_that_may_not_vacuum_its_tables_counts_failed_vacuums(
+    event_store_dsn: str, event_store_table: str
+) -> None:
+    """The production case: the application's role writes the tables but does not own
+    them. Its store's vacuums are skipped by the server, and its statistics say so."""
+    role = f"writer_{event_store_table[-8:]}"
+    with psycopg.connect(event_store_dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN")
+        try:
+            for table in (event_store_table, f"{event_store_table}_keys"):
+                admin.execute(f'GRANT SELECT, INSERT ON "{table}" TO {role}')
+            admin.execute(f'GRANT USAGE ON SEQUENCE "{event_store_table}_seq" TO {role}')
+            info = psycopg.conninfo.conninfo_to_dict(event_store_dsn) | {"user": role}
+            info.pop("password", None)
+            with EventStore(
+                psycopg.conninfo.make_conninfo(**info), table=event_store_table, vacuum_every=50
+            ) as store:
+                store.append_unconditionally(*events(50))
+                assert wait_for(lambda: store.stats().failed_vacuums == 1)
+                assert store.stats().vacuums == 0
+            assert vacuums(event_store_dsn, event_store_table) == (0, 0)
+        finally:
+            admin.execute(f"DROP OWNED BY {role}")
+            admin.execute(f"DROP ROLE {role}")

@@ -31,7 +31,9 @@ from dynamic_streams.store import (
     STORE_DEFAULT,
     AsyncEventStore,
     EventStore,
+    PoolStats,
     StoreDefault,
+    StoreStats,
 )
 
 __all__ = [
@@ -57,6 +59,7 @@ __all__ = [
     "OperationTimeoutError",
     "OperationalError",
     "P",
+    "PoolStats",
     "Predicate",
     "ProgrammingError",
     "Projector",
@@ -64,6 +67,7 @@ __all__ = [
     "RecordedEvent",
     "Snapshot",
     "StoreDefault",
+    "StoreStats",
     "Subscription",
     "__version__",
     "build_event_filter",

@@ -3,17 +3,20 @@
 Logs go to the ``dynamic_streams`` logger: every operation at DEBUG with its duration and its
 SQL (never its parameters, which may hold personal data, and never credentials), conflicts
 at INFO, errors at WARNING. When the ``opentelemetry-api`` package is installed, each query,
-append and snapshot call is a span, and durations and counts are recorded as metrics; they
-go wherever the application's providers send them (nowhere, until it sets one). Without
+append and snapshot call is a span, and durations and counts are recorded as metrics, with
+each store's connections and vacuums, read from it when the application's reader collects;
+they go wherever the application's providers send them (nowhere, until it sets one). Without
 the package, none of this code runs beyond one flag check.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import time
+import weakref
 from types import TracebackType
 from typing import Any
 
@@ -32,11 +35,92 @@ except ImportError:  # pragma: no cover - exercised in environments without it
     _metrics = None  # type: ignore[assignment]
 
 
+# The stores whose pools and vacuums the meter reports, each with a name unique in the
+# process ("<table>#<n>") and the process that opened it (a forked child cannot use its
+# parent's stores): held weakly, so a store's series end when it is collected.
+_watched: weakref.WeakKeyDictionary[Any, tuple[str, int]] = weakref.WeakKeyDictionary()
+_watch_count = itertools.count(1)
+
+
+def watch(store: Any) -> None:
+    """Has the meter report ``store.stats()`` (when the API is installed)."""
+    if _instruments is not None:
+        _watched[store] = (f"{store.table}#{next(_watch_count)}", os.getpid())
+
+
+def _stats() -> list[tuple[dict[str, str], Any]]:
+    """Each watched store's attributes and statistics."""
+    pid = os.getpid()
+    return [
+        ({"dcb.table": store.table, "dcb.store": name}, store.stats())
+        for store, (name, opened_by) in list(_watched.items())
+        if opened_by == pid
+    ]
+
+
+def _pools() -> list[tuple[dict[str, str], Any]]:
+    """Each watched store's pools, with their attributes."""
+    found = []
+    for attributes, stats in _stats():
+        name = attributes["dcb.store"]
+        found.append((attributes | {"db.client.connection.pool.name": name}, stats.pool))
+        if stats.replica_pool is not None:
+            replica = {"db.client.connection.pool.name": f"{name} replica"}
+            found.append((attributes | replica, stats.replica_pool))
+    return found
+
+
+def _connections(_options: Any) -> list[Any]:
+    assert _metrics is not None
+    return [
+        _metrics.Observation(count, attributes | {"db.client.connection.state": state})
+        for attributes, pool in _pools()
+        for state, count in (("idle", pool.idle), ("used", pool.open - pool.idle))
+    ]
+
+
+def _waiting(_options: Any) -> list[Any]:
+    assert _metrics is not None
+    return [_metrics.Observation(pool.waiting, attributes) for attributes, pool in _pools()]
+
+
+def _most(_options: Any) -> list[Any]:
+    assert _metrics is not None
+    return [_metrics.Observation(pool.max_size, attributes) for attributes, pool in _pools()]
+
+
+def _vacuums(_options: Any) -> list[Any]:
+    assert _metrics is not None
+    return [
+        _metrics.Observation(count, attributes | {"dcb.outcome": outcome})
+        for attributes, stats in _stats()
+        for outcome, count in (("done", stats.vacuums), ("failed", stats.failed_vacuums))
+    ]
+
+
 class _Instruments:
     def __init__(self) -> None:
         assert _trace is not None and _metrics is not None
         self.tracer = _trace.get_tracer("dynamic_streams")
         meter = _metrics.get_meter("dynamic_streams")
+        # Read from the stores when the application's reader collects (OpenTelemetry's
+        # names for a client's connection pool, and the vacuums of `vacuum_every`).
+        for name, callback, unit, description in (
+            ("count", _connections, "{connection}", "Connections of each pool, idle or used"),
+            ("pending_requests", _waiting, "{request}", "Calls waiting for a connection"),
+            ("max", _most, "{connection}", "The most connections each pool opens"),
+        ):
+            meter.create_observable_up_down_counter(
+                f"db.client.connection.{name}",
+                callbacks=[callback],
+                unit=unit,
+                description=description,
+            )
+        meter.create_observable_counter(
+            "dcb.vacuums",
+            callbacks=[_vacuums],
+            description="Vacuums of each store's tables, done or failed",
+        )
         self.duration = meter.create_histogram(
             "dcb.operation.duration", unit="s", description="Duration of store operations"
         )

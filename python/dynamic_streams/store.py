@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass
 from itertools import islice
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -21,7 +22,7 @@ from typing import Any, Generic, TypeVar
 from dynamic_streams import _native
 from dynamic_streams._json import check_bigint, encode
 from dynamic_streams._native import STORE_DEFAULT, StoreDefault
-from dynamic_streams._observe import observe
+from dynamic_streams._observe import observe, watch
 from dynamic_streams.consistency import Consistency, wants_eventual
 from dynamic_streams.errors import InterfaceError, InvalidInputError
 from dynamic_streams.events import Event, QueryResult, RecordedEvent
@@ -35,7 +36,9 @@ __all__ = [
     "STORE_DEFAULT",
     "AsyncEventStore",
     "EventStore",
+    "PoolStats",
     "StoreDefault",
+    "StoreStats",
 ]
 
 DSN_ENV = "DYNAMIC_STREAMS_DSN"
@@ -139,6 +142,35 @@ class _Call(Generic[T]):
         self.events = events
 
 
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """A connection pool at one moment."""
+
+    open: int
+    """Connections open, idle or in use."""
+    idle: int
+    """Open connections no call is using."""
+    waiting: int
+    """Calls waiting for a connection."""
+    max_size: int
+    """The most connections the pool opens (the store's ``pool_size``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """What a store holds at one moment: see :meth:`EventStore.stats`."""
+
+    pool: PoolStats
+    """The primary's connections."""
+    replica_pool: PoolStats | None
+    """The replica's connections, when the store has a replica."""
+    vacuums: int
+    """Vacuums of the store's tables that ran to their end (see ``vacuum_every``)."""
+    failed_vacuums: int
+    """Vacuums that did not: no connection, an error, or a table the server skipped (one the
+    role may not vacuum, or one another session held locked)."""
+
+
 def _record(out: observe, result: object) -> None:
     if isinstance(result, QueryResult):
         out.events = len(result.events)
@@ -150,7 +182,7 @@ def _record(out: observe, result: object) -> None:
 class _StoreBase:
     """What both stores share: construction, properties, and each operation's checks."""
 
-    __slots__ = ("_native", "_table")
+    __slots__ = ("__weakref__", "_native", "_table")
     _asyncio = False
 
     def __init__(
@@ -181,6 +213,7 @@ class _StoreBase:
             vacuum_every,
         )
         self._table = table
+        watch(self)
 
     @property
     def table(self) -> str:
@@ -201,6 +234,18 @@ class _StoreBase:
         """Close the connection pool and end its sessions. Later calls raise
         :class:`InterfaceError`."""
         self._native.close()
+
+    def stats(self) -> StoreStats:
+        """The store's connections and vacuums now, without I/O: for health checks and
+        dashboards (with OpenTelemetry, the meter reports them too)."""
+        s = self._native.stats()
+        replica = s["replica_pool"]
+        return StoreStats(
+            PoolStats(*s["pool"]),
+            None if replica is None else PoolStats(*replica),
+            s["vacuums"],
+            s["failed_vacuums"],
+        )
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::types::PyFloat;
+use pyo3::types::{PyDict, PyFloat};
 
 use super::convert::{seconds, CallTimeout, Rows, SnapshotRow, STORE_DEFAULT};
 use super::errors::{interface_error, invalid, OrRaise};
@@ -17,6 +17,7 @@ use super::filter::PyFilter;
 use super::reading::{PyReader, PySubscription};
 use super::runtime::{spawn_background, Calls};
 use crate::event::StorableEvent;
+use crate::pool::PoolStatus;
 use crate::sql::statements;
 use crate::store::{Consistency, EventStore, Reader, StoreConfig};
 use crate::subscription::Subscription;
@@ -137,6 +138,19 @@ impl PyEventStore {
     #[getter]
     fn closed(&self) -> bool {
         self.inner.is_closed()
+    }
+
+    /// Its pools' connections (open, idle, waiting callers, most) and its vacuums (done,
+    /// failed), now, as plain values (no I/O).
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let stats = self.store(py)?.stats();
+        let pool = |p: PoolStatus| (p.open, p.idle, p.waiting, p.max_size);
+        let out = PyDict::new(py);
+        out.set_item("pool", pool(stats.pool))?;
+        out.set_item("replica_pool", stats.replica.map(pool))?;
+        out.set_item("vacuums", stats.vacuums.done)?;
+        out.set_item("failed_vacuums", stats.vacuums.failed)?;
+        Ok(out)
     }
 
     /// Closes the connection pool, its sessions ended; later calls raise ``InterfaceError``.
