@@ -144,6 +144,8 @@ pub struct EventStore {
     table: TableName,
     snapshots: TableName,
     timeout: Option<Duration>,
+    /// How its writes end: `COMMIT`, then its subscribers' `NOTIFY` (made once, here).
+    commit_and_notify: String,
     /// The listener its subscriptions share.
     wakeups: Wakeups,
     upkeep: Option<Upkeep>,
@@ -254,6 +256,7 @@ impl EventStore {
             snapshots: config
                 .snapshot_table
                 .unwrap_or_else(|| config.table.snapshots()),
+            commit_and_notify: sql::commit_and_notify(&config.table),
             table: config.table,
             timeout: config.timeout,
             wakeups: Wakeups::default(),
@@ -634,7 +637,6 @@ impl EventStore {
             None => guard::for_writer(&self.table, events),
         });
         let begin = begin(false, &insert);
-        let commit = sql::commit_and_notify(&self.table);
         // Events with ids: which are stored already, read in the same transaction.
         let stored = events
             .iter()
@@ -650,7 +652,9 @@ impl EventStore {
         self.timed(timeout, async {
             let outcome = once_more(false, || async {
                 let conn = self.conn().await.map_err(Failure::connecting)?;
-                let rows = conn.transaction(begin, &statements, &commit).await?;
+                let rows = conn
+                    .transaction(begin, &statements, &self.commit_and_notify)
+                    .await?;
                 conn.release();
                 Ok(rows)
             })
@@ -741,7 +745,6 @@ impl EventStore {
             .any(|e| e.id().is_some())
             .then(|| sql::stored_ids(&self.table, events));
         let draw = sql::draw_numbers(&self.table, events.len());
-        let commit_sql = sql::commit_and_notify(&self.table);
         self.timed(timeout, async {
             let conn = self.conn().await?;
             let client = conn.client()?;
@@ -796,7 +799,7 @@ impl EventStore {
             let index_args = index.args();
             let (indexed, committed) = tokio::join!(
                 client.execute(&index_stmt, &index_args),
-                commit(client, &commit_sql),
+                commit(client, &self.commit_and_notify),
             );
             indexed?;
             committed?;
