@@ -80,6 +80,13 @@ def test_stale_row_addresses_change_no_result(
     # ... and lets through the append that saw them all, which reads back like the rest.
     (new,) = store.append(of_book("b1"), last_b1, Event("Lent", {"BookID": "b1", "n": 99}))
     assert store.query(of_book("b1")).max_sequence_number == new
+    # Reads go page by page, and a page is cut at its candidates: a row found at another
+    # candidate's address must not slip into a page whose range it is outside of.
+    for f in filters:
+        expected = [e.sequence_number for e in store.query(f)]
+        for backwards in (False, True):
+            pages = [e.sequence_number for e in store.read(f, batch_size=3, backwards=backwards)]
+            assert pages == (expected[::-1] if backwards else expected)
 
 
 def _scans(dsn: str, table: str) -> tuple[int, int]:

@@ -37,13 +37,24 @@ pub(crate) struct PageSql {
 /// numbers `candidates` (a query of `sequence_number, tid`) yields. Arrays, not joins: the
 /// row addresses become one TID scan, and the rest one sorted, deduplicated walk of the
 /// primary key.
-fn fetched(table: &TableName, candidates: &str) -> (String, String) {
+///
+/// With `confirmed`, a row found at an address counts only when it is that candidate's
+/// event: a page's candidates are cut by its range and limit, which its rows are not checked
+/// against again. Without, any row found counts, for a statement that checks the filter's
+/// exact condition, bounds included, on every row: a matching event is an answer wherever
+/// it was found, and every candidate not found is read through the primary key, so none is
+/// missed or read twice (a TID scan yields each row once).
+fn fetched(table: &TableName, candidates: &str, confirmed: bool) -> (String, String) {
     let t = table.quoted();
+    let confirm = if confirmed {
+        " AND sequence_number IN (SELECT sequence_number FROM candidate)"
+    } else {
+        ""
+    };
     let ctes = format!(
         "candidate AS MATERIALIZED ({candidates}), \
          hit AS MATERIALIZED (SELECT {COLUMNS} FROM {t} \
-             WHERE ctid = ANY(ARRAY(SELECT tid FROM candidate)) \
-             AND sequence_number IN (SELECT sequence_number FROM candidate))"
+             WHERE ctid = ANY(ARRAY(SELECT tid FROM candidate)){confirm})"
     );
     let from = format!(
         "(SELECT {COLUMNS} FROM hit UNION ALL SELECT {COLUMNS} FROM {t} \
@@ -79,25 +90,38 @@ impl Compiler {
     }
 
     /// Where the events matching `lookup` are looked for: `(ctes, from)`, common table
-    /// expressions to put in front of the statement and the relation to select from. With
-    /// no key index lookup, the table itself. Otherwise a superset of the events `lookup`
-    /// stands for: the key index's candidates (and the event-type index's, for items
-    /// without predicates), fetched by the row address each key row holds where it still
-    /// names the candidate, and through the primary key where it does not. `after`
-    /// narrows the index range scans.
+    /// expressions to put in front of the statement and the relation to select from, for a
+    /// statement that checks the filter's exact condition on every row. With no key index
+    /// lookup, the table itself. Otherwise the events of [`Self::candidates`], fetched by the
+    /// row address each key row holds, and through the primary key where it finds none of
+    /// them.
     pub(crate) fn source(
         &mut self,
         table: &TableName,
         lookup: Option<&Lookup>,
         after: Option<&str>,
     ) -> (String, String) {
-        let t = table.quoted();
+        match self.candidates(table, lookup, after) {
+            Some(candidates) => fetched(table, &candidates, false),
+            None => (String::new(), table.quoted()),
+        }
+    }
+
+    /// The query of `sequence_number, tid` of a superset of the events `lookup` stands for
+    /// (above `after`): the key index's candidates, and the event-type index's for items
+    /// without predicates (with no address). `None` with no key index lookup: event types
+    /// only, or every event, are read from the table, and the best plan for them depends on
+    /// the values (a generic plan for `event_type = $1 AND sequence_number > $2` walks the
+    /// primary key), so the statement is planned per call.
+    pub(crate) fn candidates(
+        &mut self,
+        table: &TableName,
+        lookup: Option<&Lookup>,
+        after: Option<&str>,
+    ) -> Option<String> {
         let Some(lookup) = lookup.filter(|l| l.uses_key_index()) else {
-            // Event types only, or every event, with a bound: the best plan depends on the
-            // values (a generic plan for `event_type = $1 AND sequence_number > $2` walks the
-            // primary key).
             self.plan_per_call = true;
-            return (String::new(), t);
+            return None;
         };
         let after = after.map_or(String::new(), |a| format!(" AND sequence_number > {a}"));
         let keys = self.bind(SqlParam::BigIntArray(lookup.keys.clone()));
@@ -109,10 +133,11 @@ impl Compiler {
             let types = self.bind(SqlParam::TextArray(lookup.types.clone()));
             let _ = write!(
                 candidates,
-                " UNION ALL SELECT sequence_number, NULL::tid FROM {t} WHERE event_type = ANY({types}::text[]){after}"
+                " UNION ALL SELECT sequence_number, NULL::tid FROM {} WHERE event_type = ANY({types}::text[]){after}",
+                table.quoted()
             );
         }
-        fetched(table, &candidates)
+        Some(candidates)
     }
 
     /// Like [`Self::source`] for one page of a read: the first `page.limit` candidates in
@@ -182,7 +207,7 @@ impl Compiler {
             "SELECT sequence_number, tid FROM ({}) AS u ORDER BY sequence_number {order} LIMIT {limit}",
             parts.join(" UNION ALL ")
         );
-        fetched(table, &candidates)
+        fetched(table, &candidates, true)
     }
 
     pub(crate) fn bind(&mut self, p: SqlParam) -> String {

@@ -162,10 +162,12 @@ impl SchemaState {
 ///
 /// Each key row also holds `tid`, where its event's row was written (events are never
 /// updated, so it stays put), in the index itself: events are fetched straight from the
-/// heap instead of through a primary-key descent each. It is a hint, checked against the
-/// sequence number on every read; an event not found where its hint points (after a table
-/// rewrite such as `VACUUM FULL`, or a key row loaded without one) is fetched through the
-/// primary key.
+/// heap instead of through a primary-key descent each. It is a hint: whatever row is found
+/// there is checked against the filter's exact condition like any other (a page of a read
+/// also checks that it is the candidate's event), and an event not found where its hint
+/// points (after a table rewrite such as `VACUUM FULL`, or a key row loaded without one) is
+/// fetched through the primary key. A guard does not use it: it looks each candidate above
+/// its position up by sequence number until one matches, and a guard that holds has none.
 pub fn create_schema(table: &TableName) -> String {
     let t = table.quoted();
     let keys = table.keys_quoted();

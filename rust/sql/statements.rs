@@ -118,30 +118,27 @@ pub fn insert(table: &TableName, guard: Option<&Guard<'_>>, events: &[StorableEv
     let index_keys = c.bind(SqlParam::BigIntArray(index_keys));
     let positions = c.bind(SqlParam::BigIntArray(positions));
 
-    let (ctes, unless) = match guard {
-        Some(g) => {
-            let expected = c.bind(SqlParam::BigInt(g.expected));
-            let (ctes, from) = c.source(table, g.lookup, Some(&expected));
-            let mut check = vec![
-                format!("sequence_number > {expected}"),
-                c.condition(g.filter),
-            ];
-            check.retain(|s| !s.is_empty());
-            let ctes = if ctes.is_empty() {
-                ctes
-            } else {
-                format!("{ctes}, ")
-            };
-            let check = check.join(" AND ");
-            (
-                ctes,
-                vec![format!("NOT EXISTS (SELECT 1 FROM {from} WHERE {check})")],
-            )
-        }
-        None => (String::new(), vec![]),
-    };
     let t = table.quoted();
-    let mut unless = unless;
+    let mut unless = Vec::new();
+    if let Some(g) = guard {
+        // Each candidate above `expected` is looked up by its sequence number until one
+        // matches: a guard that holds finds no candidate, and so fetches nothing.
+        let expected = c.bind(SqlParam::BigInt(g.expected));
+        let candidates = c.candidates(table, g.lookup, Some(&expected));
+        let mut check = vec![
+            format!("sequence_number > {expected}"),
+            c.condition(g.filter),
+        ];
+        check.retain(|s| !s.is_empty());
+        let check = check.join(" AND ");
+        unless.push(match candidates {
+            Some(candidates) => format!(
+                "NOT EXISTS (SELECT 1 FROM ({candidates}) AS c CROSS JOIN LATERAL (\
+                     SELECT 1 FROM {t} WHERE sequence_number = c.sequence_number AND {check} LIMIT 1) AS e)"
+            ),
+            None => format!("NOT EXISTS (SELECT 1 FROM {t} WHERE {check})"),
+        });
+    }
     if with_ids {
         // Nothing when one of the ids is stored already (see [`stored_ids`]).
         unless.push(format!(
@@ -166,7 +163,7 @@ pub fn insert(table: &TableName, guard: Option<&Guard<'_>>, events: &[StorableEv
         None => (String::new(), "", "", ""),
     };
     let sql = format!(
-        "WITH {ctes}new AS (\
+        "WITH new AS (\
              SELECT nextval('{seq}') AS sequence_number, o, e, p, m, d{g}, i \
              FROM unnest({occurred}::timestamptz[], {types}::text[], {payloads}::jsonb[], {metadata}::jsonb[], {ids}::uuid[]{tags_in}) \
                  WITH ORDINALITY AS u(o, e, p, m, d{g}, i)\
@@ -870,8 +867,7 @@ mod tests {
             "WITH candidate AS MATERIALIZED (\
                  SELECT sequence_number, tid FROM \"events_keys\" WHERE key = ANY($2::bigint[]) AND sequence_number > $1), \
              hit AS MATERIALIZED (SELECT sequence_number, occurred_at, event_type, payload, metadata, id, tags FROM \"events\" \
-                 WHERE ctid = ANY(ARRAY(SELECT tid FROM candidate)) \
-                 AND sequence_number IN (SELECT sequence_number FROM candidate)) \
+                 WHERE ctid = ANY(ARRAY(SELECT tid FROM candidate))) \
              SELECT sequence_number, occurred_at, event_type, payload, metadata, id, tags \
              FROM (SELECT sequence_number, occurred_at, event_type, payload, metadata, id, tags FROM hit \
                  UNION ALL SELECT sequence_number, occurred_at, event_type, payload, metadata, id, tags FROM \"events\" \
@@ -886,13 +882,16 @@ mod tests {
             [SqlParam::BigInt(4), SqlParam::BigIntArray(lookup.keys)]
         );
 
-        // An item without predicates adds its types to the candidates.
+        // An item without predicates adds its types to the candidates. A guard looks each
+        // candidate up by its sequence number, until one matches.
         let f = Filter::new(vec![item, other], Bound::None).unwrap();
         let (sql, _) = guarded_insert(&table(), &f);
         assert!(
-            sql.contains("candidate AS MATERIALIZED (\
+            sql.contains("NOT EXISTS (SELECT 1 FROM (\
                               SELECT sequence_number, tid FROM \"events_keys\" WHERE key = ANY($9::bigint[]) AND sequence_number > $8 \
-                              UNION ALL SELECT sequence_number, NULL::tid FROM \"events\" WHERE event_type = ANY($10::text[]) AND sequence_number > $8)"),
+                              UNION ALL SELECT sequence_number, NULL::tid FROM \"events\" WHERE event_type = ANY($10::text[]) AND sequence_number > $8) AS c \
+                          CROSS JOIN LATERAL (SELECT 1 FROM \"events\" WHERE sequence_number = c.sequence_number \
+                              AND sequence_number > $8 AND ((event_type = $11 AND payload @> ANY($12::jsonb[])) OR event_type = $13) LIMIT 1) AS e)"),
             "{sql}"
         );
     }
