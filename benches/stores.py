@@ -208,6 +208,29 @@ def _primed(
     return row == (events, version)
 
 
+def _trim(
+    conn: psycopg.Connection[Any],
+    events: int,
+    table: str,
+    column: str,
+    *dependents: tuple[str, str],
+) -> None:
+    """Deletes what earlier runs appended to a primed store (every benchmark appends: a store
+    kept between runs would grow with each), so that each run starts from the data set's
+    ``events`` events. ``column`` numbers the events; each dependent table is named with its
+    column that refers to it."""
+    (top,) = conn.execute(f"SELECT coalesce(max({column}), 0) FROM {table}").fetchone()  # type: ignore[misc]
+    if top <= events:
+        return
+    sys.stderr.write(f"  {table}: removing {top - events:,} events appended by earlier runs\n")
+    for dependent, refers in dependents:
+        conn.execute(f"DELETE FROM {dependent} WHERE {refers} > %s", (events,))
+    conn.execute(f"DELETE FROM {table} WHERE {column} > %s", (events,))
+    conn.execute("SELECT setval(pg_get_serial_sequence(%s, %s), %s)", (table, column, events))
+    for name in (table, *(d for d, _ in dependents)):
+        conn.execute(f"VACUUM ANALYZE {name}")
+
+
 def _mark(
     conn: psycopg.Connection[Any], name: str, events: int, version: int = dataset.VERSION
 ) -> None:
@@ -246,6 +269,9 @@ def prime_ours(server: Server, events: int) -> str:
     table = f"{schema}.events"
     with psycopg.connect(server.dsn, autocommit=True) as conn:
         if _primed(conn, table, events, OURS_VERSION):
+            _trim(
+                conn, events, table, "sequence_number", (f"{schema}.events_keys", "sequence_number")
+            )
             return table
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         with EventStore(server.dsn, table=table, timeout=None) as store:
@@ -305,6 +331,7 @@ def prime_seed(server: Server, events: int) -> str:
     table = f"{schema}.events"
     with psycopg.connect(server.dsn, autocommit=True) as conn:
         if _primed(conn, table, events):
+            _trim(conn, events, table, "sequence_number")
             return table
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         conn.execute(SEED_DDL.format(schema=schema))
@@ -336,6 +363,7 @@ def prime_eventsourcing(server: Server, events: int) -> str:
     with psycopg.connect(server.dsn, autocommit=True) as conn:
         if _primed(conn, main, events):
             recorder.datastore.close()
+            _trim(conn, events, main, "id", (tags, "main_id"))
             return main
         conn.execute(f"DROP TABLE IF EXISTS {tags}, {main} CASCADE")
         recorder.create_table()

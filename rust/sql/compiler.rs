@@ -93,8 +93,8 @@ impl Compiler {
     /// expressions to put in front of the statement and the relation to select from, for a
     /// statement that checks the filter's exact condition on every row. With no key index
     /// lookup, the table itself. Otherwise the events of [`Self::candidates`], fetched by the
-    /// row address each key row holds, and through the primary key where it finds none of
-    /// them.
+    /// row address each key row holds, and through the primary key for the candidates not
+    /// found there.
     pub(crate) fn source(
         &mut self,
         table: &TableName,
