@@ -27,7 +27,7 @@ use crate::sql::param::Statement;
 use crate::sql::statements as sql;
 use crate::table::TableName;
 use crate::time;
-use crate::upkeep::{Spawn, Upkeep, Vacuums};
+use crate::upkeep::{Background, Upkeep, Vacuums};
 use crate::wake::Wakeups;
 
 /// The largest pool: far above PostgreSQL's default `max_connections` (100).
@@ -53,8 +53,9 @@ pub struct StoreConfig {
     /// Vacuum the tables in the background after every so many events written (see
     /// [`crate::upkeep`]); `None`: leave them to autovacuum.
     pub vacuum_every: Option<u64>,
-    /// Where background work runs; `None`: no vacuum, whatever `vacuum_every` says.
-    pub background: Option<Spawn>,
+    /// Where background work runs and tells its failures; `None`: no vacuum, whatever
+    /// `vacuum_every` says.
+    pub background: Option<Background>,
 }
 
 /// The time limit of one call.
@@ -249,7 +250,9 @@ impl EventStore {
         let upkeep = config
             .vacuum_every
             .zip(config.background)
-            .map(|(every, spawn)| Upkeep::new(&config.table, every, spawn, pool.dialer()));
+            .map(|(every, background)| {
+                Upkeep::new(&config.table, every, background, pool.dialer())
+            });
         Ok(Self {
             pool,
             replica,

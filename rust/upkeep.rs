@@ -24,7 +24,8 @@
 //! store is closed or dropped (its application may be about to drop the database). It only
 //! helps: a vacuum that cannot run (the role does not own the tables, the server is down)
 //! is skipped, and the next one is tried after as many events again. The store counts the
-//! vacuums that ran to their end and those that failed ([`Vacuums`]), for its statistics.
+//! vacuums that ran to their end and those that failed ([`Vacuums`]), for its statistics,
+//! and tells the application why each failed one did ([`Background::warn`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -36,13 +37,21 @@ use futures_util::StreamExt;
 use tokio_postgres::error::Severity;
 use tokio_postgres::AsyncMessage;
 
+use crate::error::Error;
 use crate::pool::Dialer;
 use crate::sql::statements as sql;
 use crate::table::TableName;
 
-/// Runs background work on a runtime that runs all the time (a synchronous store's own
-/// runtime only runs while a call waits on it).
-pub type Spawn = fn(Pin<Box<dyn Future<Output = ()> + Send>>);
+/// Where a store's background work runs, and where its failures are told.
+#[derive(Clone, Copy, Debug)]
+pub struct Background {
+    /// Runs work on a runtime that runs all the time (a synchronous store's own runtime
+    /// only runs while a call waits on it).
+    pub spawn: fn(Pin<Box<dyn Future<Output = ()> + Send>>),
+    /// Tells the application, in words, what background work could not do (never
+    /// credentials: the server's own message, or where it could not be reached).
+    pub warn: fn(&str),
+}
 
 /// How long after it is due a vacuum starts: a few times `wal_writer_delay`'s default.
 const SETTLE: Duration = Duration::from_secs(1);
@@ -71,23 +80,31 @@ pub(crate) struct Upkeep {
     running: Arc<AtomicBool>,
     counts: Arc<Counts>,
     closed: Arc<AtomicBool>,
-    spawn: Spawn,
+    background: Background,
     dialer: Dialer,
     vacuum: Arc<str>,
+    /// The tables vacuumed, for messages.
+    tables: Arc<str>,
 }
 
 impl Upkeep {
     /// Vacuums `table`'s events and key rows after every `every` events written.
-    pub(crate) fn new(table: &TableName, every: u64, spawn: Spawn, dialer: Dialer) -> Self {
+    pub(crate) fn new(
+        table: &TableName,
+        every: u64,
+        background: Background,
+        dialer: Dialer,
+    ) -> Self {
         Self {
             every,
             written: AtomicU64::new(0),
             running: Arc::new(AtomicBool::new(false)),
             counts: Arc::default(),
             closed: Arc::new(AtomicBool::new(false)),
-            spawn,
+            background,
             dialer,
             vacuum: sql::vacuum(table).into(),
+            tables: format!("{} and {}", table.keys_quoted(), table.quoted()).into(),
         }
     }
 
@@ -99,21 +116,29 @@ impl Upkeep {
             return;
         }
         self.written.store(0, Ordering::Relaxed);
-        let (dialer, vacuum, running, counts, closed) = (
+        let (dialer, vacuum, tables, running, counts, closed) = (
             self.dialer.clone(),
             Arc::clone(&self.vacuum),
+            Arc::clone(&self.tables),
             Arc::clone(&self.running),
             Arc::clone(&self.counts),
             Arc::clone(&self.closed),
         );
-        (self.spawn)(Box::pin(async move {
+        let warn = self.background.warn;
+        (self.background.spawn)(Box::pin(async move {
             tokio::time::sleep(SETTLE).await;
             if closed.load(Ordering::Acquire) {
                 return;
             }
-            let done = run(&dialer, &vacuum).await;
-            let count = if done { &counts.done } else { &counts.failed };
-            count.fetch_add(1, Ordering::Relaxed);
+            match run(&dialer, &vacuum).await {
+                Ok(()) => counts.done.fetch_add(1, Ordering::Relaxed),
+                Err(why) => {
+                    warn(&format!(
+                        "the vacuum of {tables} did not complete ({why}); autovacuum is left to do it"
+                    ));
+                    counts.failed.fetch_add(1, Ordering::Relaxed)
+                }
+            };
             running.store(false, Ordering::Release);
         }));
     }
@@ -134,28 +159,32 @@ impl Upkeep {
 
 /// Runs `vacuum` on a connection of its own: whether it ran to its end on every table (no
 /// error, and no warning: the server warns, and goes on, when it skips a table that the
-/// role may not vacuum or that another session holds locked).
-async fn run(dialer: &Dialer, vacuum: &str) -> bool {
-    let Ok(Ok((client, mut connection))) =
-        tokio::time::timeout(CONNECT_TIMEOUT, dialer.open()).await
-    else {
-        return false;
+/// role may not vacuum or that another session holds locked), and if not, why.
+async fn run(dialer: &Dialer, vacuum: &str) -> Result<(), String> {
+    let (client, mut connection) = match tokio::time::timeout(CONNECT_TIMEOUT, dialer.open()).await
+    {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => return Err(format!("no connection within {CONNECT_TIMEOUT:?}")),
     };
     let mut messages = futures_util::stream::poll_fn(|cx| connection.poll_message(cx));
-    let mut warned = false;
-    let done = {
+    let mut warnings = Vec::new();
+    let ran = {
         let ran = client.batch_execute(vacuum);
         tokio::pin!(ran);
         loop {
             tokio::select! {
-                ran = &mut ran => break ran.is_ok(),
+                ran = &mut ran => break ran.map_err(|e| Error::from(e).to_string()),
                 message = messages.next() => match message {
                     Some(Ok(AsyncMessage::Notice(notice))) => {
-                        warned |= notice.parsed_severity() == Some(Severity::Warning);
+                        if notice.parsed_severity() == Some(Severity::Warning) {
+                            warnings.push(notice.message().to_owned());
+                        }
                     }
                     Some(Ok(_)) => {}
-                    // The connection ended before the vacuum did.
-                    None | Some(Err(_)) => return false,
+                    None | Some(Err(_)) => {
+                        return Err("the connection ended before the vacuum did".to_owned())
+                    }
                 },
             }
         }
@@ -163,7 +192,12 @@ async fn run(dialer: &Dialer, vacuum: &str) -> bool {
     // Without its client, the connection says goodbye to the server and ends.
     drop(client);
     while let Some(Ok(_)) = messages.next().await {}
-    done && !warned
+    ran?;
+    if warnings.is_empty() {
+        Ok(())
+    } else {
+        Err(warnings.join("; "))
+    }
 }
 
 impl Drop for Upkeep {

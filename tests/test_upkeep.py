@@ -4,6 +4,7 @@ would come by, and that a store told not to leaves its tables alone."""
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -138,30 +139,47 @@ def test_a_closed_store_starts_no_vacuum(
     assert vacuums(event_store_dsn, event_store_table) == (0, 0)
 
 
+def warnings_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "dynamic_streams" and r.levelno == logging.WARNING
+    ]
+
+
 def test_stats_count_the_vacuums_done_and_those_the_server_skipped(
-    open_store: Callable[..., Any], event_store_dsn: str, event_store_table: str
+    open_store: Callable[..., Any],
+    event_store_dsn: str,
+    event_store_table: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """An operator sees whether upkeep happens: a vacuum that ran counts as done; one that
-    found a table locked by another session (and skipped it) counts as failed."""
+    found a table locked by another session (and skipped it) counts as failed, and the
+    library's logger says which tables and why."""
     store = open_store(vacuum_every=50)
     assert (store.stats().vacuums, store.stats().failed_vacuums) == (0, 0)
     store.append_unconditionally(*events(50))
     assert wait_for(lambda: store.stats().vacuums == 1)
     assert store.stats().failed_vacuums == 0
     assert vacuums(event_store_dsn, event_store_table) == (1, 1)
+    assert warnings_logged(caplog) == []
     with psycopg.connect(event_store_dsn) as other:
         other.execute(f'LOCK TABLE "{event_store_table}_keys" IN SHARE UPDATE EXCLUSIVE MODE')
         store.append_unconditionally(*events(50))
         assert wait_for(lambda: store.stats().failed_vacuums == 1)
     assert store.stats().vacuums == 1
     assert vacuums(event_store_dsn, event_store_table) == (2, 1)  # the keys were skipped
+    [warning] = warnings_logged(caplog)
+    assert f'"{event_store_table}_keys"' in warning
+    assert "lock not available" in warning
 
 
 def test_a_role_that_may_not_vacuum_its_tables_counts_failed_vacuums(
-    event_store_dsn: str, event_store_table: str
+    event_store_dsn: str, event_store_table: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The production case: the application's role writes the tables but does not own
-    them. Its store's vacuums are skipped by the server, and its statistics say so."""
+    them. Its store's vacuums are skipped by the server, its statistics say so, and the
+    library's logger says why."""
     role = f"writer_{event_store_table[-8:]}"
     with psycopg.connect(event_store_dsn, autocommit=True) as admin:
         admin.execute(f"CREATE ROLE {role} LOGIN")
@@ -178,6 +196,10 @@ def test_a_role_that_may_not_vacuum_its_tables_counts_failed_vacuums(
                 assert wait_for(lambda: store.stats().failed_vacuums == 1)
                 assert store.stats().vacuums == 0
             assert vacuums(event_store_dsn, event_store_table) == (0, 0)
+            [warning] = warnings_logged(caplog)
+            assert "permission denied" in warning
+            assert f'"{event_store_table}"' in warning
+            assert f'"{event_store_table}_keys"' in warning
         finally:
             admin.execute(f"DROP OWNED BY {role}")
             admin.execute(f"DROP ROLE {role}")

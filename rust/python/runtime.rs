@@ -220,6 +220,15 @@ fn gate() -> RwLockReadGuard<'static, bool> {
     PYTHON_GATE.read().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Runs `f` with the GIL from a runtime thread, unless the interpreter is exiting (then not
+/// at all).
+pub fn enter_python(f: impl FnOnce(Python<'_>)) {
+    let open = gate();
+    if *open {
+        Python::attach(f);
+    }
+}
+
 /// Registered with `atexit` when the module loads: waits (the GIL released) for the runtime
 /// threads that are inside Python or about to enter it, and keeps every later one out. Work
 /// still in flight then never completes, as the process is ending.

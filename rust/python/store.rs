@@ -15,13 +15,14 @@ use super::errors::{interface_error, invalid, OrRaise};
 use super::event::PyStorableEvent;
 use super::filter::PyFilter;
 use super::reading::{PyReader, PySubscription};
-use super::runtime::{spawn_background, Calls};
+use super::runtime::{enter_python, spawn_background, Calls};
 use crate::event::StorableEvent;
 use crate::pool::PoolStatus;
 use crate::sql::statements;
 use crate::store::{Consistency, EventStore, Reader, StoreConfig};
 use crate::subscription::Subscription;
 use crate::table::TableName;
+use crate::upkeep::Background;
 
 /// The engine's events, out of their Python wrappers (the call outlives the borrow).
 fn owned(events: &[PyRef<'_, PyStorableEvent>]) -> Vec<StorableEvent> {
@@ -42,8 +43,22 @@ const VACUUM_EVERY: u64 = 10_000;
 
 /// Runs a store's background work on the runtime that runs all the time; if the process
 /// cannot start it, the work is left undone (autovacuum does it later).
-fn background(work: Pin<Box<dyn Future<Output = ()> + Send>>) {
+fn spawn(work: Pin<Box<dyn Future<Output = ()> + Send>>) {
     drop(spawn_background(work));
+}
+
+/// Tells what a store's background work could not do as a warning of the library's logger
+/// (`dynamic_streams`), unless the interpreter is exiting.
+fn warn(message: &str) {
+    enter_python(|py| {
+        let logged = py
+            .import("logging")
+            .and_then(|logging| logging.call_method1("getLogger", ("dynamic_streams",)))
+            .and_then(|logger| logger.call_method1("warning", ("%s", message)));
+        if let Err(e) = logged {
+            e.write_unraisable(py, None);
+        }
+    });
 }
 
 /// A DCB event store on one table. Every method that waits releases the GIL.
@@ -110,7 +125,7 @@ impl PyEventStore {
                 .map(|t| seconds("pool_timeout", &PyFloat::new(py, t)))
                 .transpose()?,
             vacuum_every,
-            background: Some(background),
+            background: Some(Background { spawn, warn }),
         })
         .or_raise(py)?;
         let calls = Calls::new(asyncio)
