@@ -5,11 +5,12 @@
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, QueueMode, RecyclingMethod};
 use futures_util::StreamExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::runtime::RuntimeFlavor;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{CancelToken, Client, Row};
+use tokio_postgres::{AsyncMessage, CancelToken, Client, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::connect::{Connection, Connector, Pooled};
@@ -99,12 +100,36 @@ pub struct PoolStatus {
     pub max_size: usize,
 }
 
-/// Opens connections outside the pool, for sessions of their own (a subscriber's `LISTEN`),
-/// with the pool's settings.
+/// Opens connections outside the pool, for sessions of their own (a subscriber's `LISTEN`,
+/// a vacuum), with the pool's settings, and counts those open.
 #[derive(Clone)]
 pub struct Dialer {
     config: tokio_postgres::Config,
     connector: Arc<Connector>,
+    open: Arc<AtomicUsize>,
+}
+
+/// A connection a [`Dialer`] opened, counted as open until it is dropped.
+pub struct OwnConnection {
+    connection: Connection,
+    open: Arc<AtomicUsize>,
+}
+
+impl OwnConnection {
+    /// Polls the connection's I/O: the next message the server sent outside any statement's
+    /// answer (a notice, a notification), or its end.
+    pub fn poll_message(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<AsyncMessage, tokio_postgres::Error>>> {
+        self.connection.poll_message(cx)
+    }
+}
+
+impl Drop for OwnConnection {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Dialer {
@@ -116,8 +141,16 @@ impl std::fmt::Debug for Dialer {
 
 impl Dialer {
     /// A connection, whose I/O the caller polls.
-    pub async fn open(&self) -> Result<(Client, Connection)> {
-        Ok(self.connector.open(&self.config).await?)
+    pub async fn open(&self) -> Result<(Client, OwnConnection)> {
+        let (client, connection) = self.connector.open(&self.config).await?;
+        self.open.fetch_add(1, Ordering::Relaxed);
+        Ok((
+            client,
+            OwnConnection {
+                connection,
+                open: Arc::clone(&self.open),
+            },
+        ))
     }
 }
 
@@ -185,6 +218,7 @@ impl Pool {
             dialer: Dialer {
                 config: pg,
                 connector,
+                open: Arc::default(),
             },
         })
     }
@@ -222,6 +256,12 @@ impl Pool {
 
     pub fn dialer(&self) -> Dialer {
         self.dialer.clone()
+    }
+
+    /// How many connections opened outside the pool with its settings ([`Dialer`]) are
+    /// open now.
+    pub fn own_connections(&self) -> usize {
+        self.dialer.open.load(Ordering::Relaxed)
     }
 
     /// Its connections now: open, idle, callers waiting for one, and the most it opens.

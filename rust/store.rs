@@ -170,6 +170,9 @@ pub struct Stats {
     pub replica: Option<PoolStatus>,
     /// The vacuums of its upkeep (none when `vacuum_every` is `None`).
     pub vacuums: Vacuums,
+    /// Connections of its own, outside the pools, open now: its subscriptions' listener and
+    /// a vacuum at work (at most one of each).
+    pub own_connections: usize,
 }
 
 /// The `BEGIN` of an operation's transaction.
@@ -305,6 +308,7 @@ impl EventStore {
                 .as_ref()
                 .map(Upkeep::vacuums)
                 .unwrap_or_default(),
+            own_connections: self.pool.own_connections(),
         }
     }
 

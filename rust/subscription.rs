@@ -182,6 +182,14 @@ impl Subscription {
         ))
     }
 
+    /// Lets go of the listener once stopped: the listener ends when no subscription holds it,
+    /// and with it its connection (a stopped subscription only ever answers None).
+    pub fn release(&mut self) {
+        if self.stop.is_stopped() {
+            self.wakeups = watch::channel(0).1;
+        }
+    }
+
     /// What stops this subscription.
     pub fn stop_handle(&self) -> Arc<Stop> {
         Arc::clone(&self.stop)
@@ -205,6 +213,7 @@ impl Subscription {
         let mut pause = Duration::from_millis(50);
         loop {
             if self.stop.is_stopped() {
+                self.release();
                 return Ok(None);
             }
             match self.step(store, deadline).await {

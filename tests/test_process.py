@@ -419,6 +419,36 @@ def test_stats_show_a_saturated_pool(event_store_dsn: str, event_store_table: st
         assert store.stats().pool == PoolStats(open=1, idle=1, waiting=0, max_size=1)
 
 
+def test_stats_count_the_connections_a_store_holds_outside_its_pool(
+    event_store_dsn: str, event_store_table: str
+) -> None:
+    """What sizing max_connections needs: a subscription's listener holds a connection of the
+    store's own while the subscription is open, and none after; the server sees as many
+    sessions of the store as its pool's open connections and its own together."""
+    app = f"own-{event_store_table[-8:]}"
+    dsn = psycopg.conninfo.make_conninfo(event_store_dsn, application_name=app)
+
+    def settles(own: int) -> bool:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            stats = store.stats()
+            if stats.own_connections == own and sessions(event_store_dsn, app) == (
+                stats.pool.open + own
+            ):
+                return True
+            time.sleep(0.02)
+        return False
+
+    with EventStore(dsn, table=event_store_table, pool_size=2, vacuum_every=None) as store:
+        store.create_schema()
+        assert store.stats().own_connections == 0
+        with store.subscribe() as subscription:
+            store.append_unconditionally(Event("Ticked", {}))
+            assert [e.event_type for e in subscription.poll(5)] == ["Ticked"]
+            assert settles(1), (store.stats(), sessions(event_store_dsn, app))
+        assert settles(0), (store.stats(), sessions(event_store_dsn, app))
+
+
 def test_an_asyncio_program_exits_cleanly_right_after_its_last_await(
     event_store_dsn: str, event_store_table: str
 ) -> None:

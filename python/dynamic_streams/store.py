@@ -169,6 +169,9 @@ class StoreStats:
     failed_vacuums: int
     """Vacuums that did not: no connection, an error, or a table the server skipped (one the
     role may not vacuum, or one another session held locked)."""
+    own_connections: int
+    """Connections the store holds outside its pools now: its subscriptions' listener while
+    any subscription is open, and a vacuum's while one runs (at most one of each)."""
 
 
 def _record(out: observe, result: object) -> None:
@@ -245,6 +248,7 @@ class _StoreBase:
             None if replica is None else PoolStats(*replica),
             s["vacuums"],
             s["failed_vacuums"],
+            s["own_connections"],
         )
 
     def __repr__(self) -> str:

@@ -169,9 +169,15 @@ impl PySubscription {
         })
     }
 
-    /// Stops the subscription: a waiting ``next`` returns None, and its listener ends.
+    /// Stops the subscription: a waiting ``next`` returns None, and its listener ends
+    /// (unless another subscription of the store still uses it).
     fn close(&self) {
         self.stop.stop();
+        // A `next` in progress holds the subscription, and lets go of the listener itself
+        // on its way out.
+        if let Ok(mut subscription) = self.subscription.try_lock() {
+            subscription.release();
+        }
     }
 
     #[getter]

@@ -165,6 +165,7 @@ impl PyEventStore {
         out.set_item("replica_pool", stats.replica.map(pool))?;
         out.set_item("vacuums", stats.vacuums.done)?;
         out.set_item("failed_vacuums", stats.vacuums.failed)?;
+        out.set_item("own_connections", stats.own_connections)?;
         Ok(out)
     }
 
