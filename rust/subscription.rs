@@ -106,7 +106,7 @@ fn contiguous(position: i64, numbers: &[i64]) -> i64 {
 }
 
 /// Serves every subscription of one store on a connection of its own, until the last is
-/// dropped: receives the table's notifications and answers the subscriptions' looks at the
+/// closed or dropped: receives the table's notifications and answers the subscriptions' looks at the
 /// log, reconnecting when the connection is lost (each reconnection wakes the subscriptions:
 /// they may have missed some). Run it on a runtime that runs all the time, so notifications
 /// are read as they come whatever the consumers do.

@@ -83,7 +83,7 @@ impl Wakes {
         self.sender.subscribe()
     }
 
-    /// Until the last subscription is dropped.
+    /// Until the last subscription is closed or dropped (see `Subscription::release`).
     pub(crate) async fn closed(&self) {
         self.sender.closed().await;
     }
