@@ -26,9 +26,10 @@ demo: $(VENV)/.installed ## Run the library example on an embedded PostgreSQL
 
 test: lint test-rust test-python test-pythons ## Lint, then the Rust and Python suites (every CPython 3.10-3.13 found)
 
-lint: $(VENV)/.installed ## rustfmt, clippy (pedantic), ruff, mypy (strict), stubtest
+lint: $(VENV)/.installed ## rustfmt, clippy (pedantic), rustdoc, ruff, mypy (strict), stubtest
 	cargo fmt --check
 	cargo clippy --all-targets --features python -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 	$(VENV)/bin/ruff check python tests benches
 	$(VENV)/bin/ruff format --check python tests benches
 	$(VENV)/bin/mypy

@@ -348,7 +348,7 @@ impl Conn {
     }
 
     /// Runs `statements` in one transaction begun by `begin_sql` and ended by `commit_sql`
-    /// (see [`commit`]), as one pipeline: sent together and answered in order. Returns each
+    /// (see `commit`), as one pipeline: sent together and answered in order. Returns each
     /// statement's rows.
     pub async fn transaction(
         &self,

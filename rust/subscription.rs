@@ -7,7 +7,7 @@
 //! one stop being consecutive (each number up to there is committed). The store's
 //! [`Listener`] finds it: one look at the log per round, on a connection of its own, which
 //! also reads the next page of every subscription that asked (each keeps what is settled; see
-//! [`crate::wake`]). A number missing for longer than [`GAP_WAIT`] (in flight, or drawn by an
+//! `wake.rs`). A number missing for longer than `GAP_WAIT` (in flight, or drawn by an
 //! append that rolled back) and a long backlog are settled by the head
 //! ([`EventStore::head`]), which waits for the writers in flight. Live delivery is woken by a
 //! notification each append sends after its commit, received by the listener while some

@@ -12,7 +12,7 @@
 //! against 35.8 s; 30 vacuums of each table), and a lending query right after the load took
 //! 0.46 instead of 1.20 ms (0.40 ms after a full VACUUM).
 //!
-//! A vacuum starts [`SETTLE`] after it is due. An append wakes the subscribers in a
+//! A vacuum starts `SETTLE` after it is due. An append wakes the subscribers in a
 //! transaction of its own that commits without waiting for the WAL to reach disk (it wrote
 //! none), and PostgreSQL will not set the hint bits of rows whose transaction ids lie near
 //! such a commit until the WAL is flushed past it (by the next append's commit, or within

@@ -31,7 +31,7 @@ pub struct SchemaState {
     pub type_index: bool,
     pub time_index: bool,
     pub snapshots: bool,
-    /// Both tables carry the [`APPEND_ONLY`] storage parameters (set since 0.1.0).
+    /// Both tables carry the `APPEND_ONLY` storage parameters (set since 0.1.0).
     pub append_only: bool,
     /// Events carry an optional unique id (added after 0.1.0).
     pub event_ids: bool,
