@@ -180,7 +180,8 @@ def test_the_meter_reports_each_stores_connections_and_vacuums(
     event_store_table: str,
 ) -> None:
     """Read from the stores when the reader collects: each pool's idle and used connections,
-    waiting calls and size, named per store, and each store's vacuums by outcome."""
+    waiting calls and size, named per store, each store's vacuums by outcome, and the
+    connections it holds outside its pools."""
     _, reader = telemetry
     table = event_store_table
     with EventStore(event_store_dsn, table=table, pool_size=3, vacuum_every=2) as store:
@@ -208,6 +209,23 @@ def test_the_meter_reports_each_stores_connections_and_vacuums(
         assert [p.value for p in mine("db.client.connection.pending_requests")] == [0]
         vacuums = {p.attributes["dcb.outcome"]: p.value for p in mine("dcb.vacuums")}
         assert vacuums == {"done": 1, "failed": 0}
+        assert [p.value for p in mine("dcb.connections.own")] == [0]
+
+        def own_settles(count: int) -> bool:
+            deadline = time.monotonic() + 5
+            while [p.value for p in mine("dcb.connections.own")] != [count]:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.02)
+            return True
+
+        # A subscription's listener is one such connection, until the subscription closes.
+        with store.subscribe() as subscription:
+            assert len(subscription.poll(5)) == 2  # the backlog
+            store.append_unconditionally(Event("Lent", {"ReaderID": "c"}))
+            assert [e.payload for e in subscription.poll(5)] == [{"ReaderID": "c"}]
+            assert own_settles(1)
+        assert own_settles(0)
 
 
 def test_without_opentelemetry_the_store_works(

@@ -89,6 +89,13 @@ def _most(_options: Any) -> list[Any]:
     return [_metrics.Observation(pool.max_size, attributes) for attributes, pool in _pools()]
 
 
+def _own(_options: Any) -> list[Any]:
+    assert _metrics is not None
+    return [
+        _metrics.Observation(stats.own_connections, attributes) for attributes, stats in _stats()
+    ]
+
+
 def _vacuums(_options: Any) -> list[Any]:
     assert _metrics is not None
     return [
@@ -116,6 +123,12 @@ class _Instruments:
                 unit=unit,
                 description=description,
             )
+        meter.create_observable_up_down_counter(
+            "dcb.connections.own",
+            callbacks=[_own],
+            unit="{connection}",
+            description="Connections each store holds outside its pools (listener, vacuum)",
+        )
         meter.create_observable_counter(
             "dcb.vacuums",
             callbacks=[_vacuums],
