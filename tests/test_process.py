@@ -234,6 +234,42 @@ def test_a_cancelled_append_stores_nothing_and_the_store_goes_on(
     asyncio.run(main())
 
 
+def test_asyncio_calls_finish_on_each_event_loop_that_makes_them(
+    event_store_dsn: str, event_store_table: str
+) -> None:
+    """An asyncio store's calls finish on the loop that awaits them: many at once on one
+    loop, one loop after another in a thread, and loops in several threads at the same
+    time, all with the same store."""
+    store = AsyncEventStore(event_store_dsn, table=event_store_table, pool_size=4)
+
+    async def appends(by: str, count: int) -> list[int]:
+        numbers = await asyncio.gather(
+            *(store.append_unconditionally(Event("T", {"by": by})) for _ in range(count))
+        )
+        return [n for (n,) in numbers]
+
+    try:
+        first = asyncio.run(appends("main", 300))
+        second = asyncio.run(appends("main again", 10))
+        found: dict[str, list[int]] = {}
+        threads = [
+            threading.Thread(target=lambda by=by: found.update({by: asyncio.run(appends(by, 100))}))
+            for by in ("thread 1", "thread 2")
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        numbers = first + second + found["thread 1"] + found["thread 2"]
+        assert sorted(numbers) == list(range(1, 511))
+    finally:
+        store.close()
+    with EventStore(event_store_dsn, table=event_store_table) as check:
+        by_number = {e.sequence_number: e.payload["by"] for e in check.query(EVERYTHING)}
+    assert [by_number[n] for n in first] == ["main"] * 300
+    assert [by_number[n] for n in found["thread 2"]] == ["thread 2"] * 100
+
+
 def test_a_store_serves_the_kind_of_calls_it_was_opened_for(
     event_store: EventStore, async_event_store: AsyncEventStore
 ) -> None:

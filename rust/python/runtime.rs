@@ -5,25 +5,26 @@
 //!   waits drives the connection's I/O itself, so a call costs no hand-offs between threads
 //!   (measured: about 0.1 ms of a 0.5 ms query). Several threads may wait at once; tokio
 //!   lets them share the runtime's driver.
-//! - [`shared`]: a multi-thread runtime for the asyncio store, which pyo3-async-runtimes spawns
-//!   awaitables on: their I/O must go on while Python's event loop runs other tasks.
+//! - [`shared`]: a multi-thread runtime for the asyncio store: its I/O must go on while
+//!   Python's event loop runs other tasks. A call's outcome goes back to the loop's own
+//!   thread, which turns it into Python ([`Finished`]): no runtime thread takes the GIL for it.
 //!
 //! A store's connections live on the runtime of the store's kind, which drives them, and
 //! [`Calls::run`] is the one place a call meets its runtime: it blocks on it (the GIL
 //! released) for a synchronous store, or hands it to asyncio as an awaitable.
 
-use std::cell::OnceCell;
+use std::cell::RefCell;
 use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard};
-use std::task::Poll;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use pyo3::BoundObject;
-use pyo3_async_runtimes::generic::{ContextExt, Runtime as GenericRuntime};
-use pyo3_async_runtimes::TaskLocals;
+use pyo3::sync::PyOnceLock;
+use pyo3::{intern, BoundObject, IntoPyObjectExt};
 use tokio::runtime::Runtime;
 
 use super::errors::{interface_error, to_py};
@@ -68,12 +69,190 @@ impl Calls {
                 .map(BoundObject::into_any)
                 .map(BoundObject::into_bound)
                 .map_err(Into::into),
-            Self::Asyncio => {
-                pyo3_async_runtimes::generic::future_into_py::<Shared, _, _>(py, async move {
-                    fut.await.map_err(|e| Python::attach(|py| to_py(py, e)))
-                })
+            Self::Asyncio => awaitable(py, fut),
+        }
+    }
+}
+
+/// `fut` as an awaitable of the running event loop: a future of the loop, whose outcome
+/// [`Finished`] sets once `fut` has run on [`shared`]. Cancelling the future drops `fut`
+/// (which cancels its statement on the server).
+fn awaitable<'py, T, F>(py: Python<'py>, fut: F) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = crate::Result<T>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let event_loop = GET_RUNNING_LOOP
+        .get_or_try_init(py, || {
+            PyResult::Ok(py.import("asyncio")?.getattr("get_running_loop")?.unbind())
+        })?
+        .bind(py)
+        .call0()?;
+    let future = event_loop.call_method0(intern!(py, "create_future"))?;
+    let pending = Pending {
+        finished: Finished::of(&event_loop)?,
+        future: Some(future.clone().unbind()),
+    };
+    let task = shared()?.spawn(async move {
+        let result = fut.await;
+        pending.deliver(Box::new(move |py| {
+            result.map_err(|e| to_py(py, e))?.into_py_any(py)
+        }));
+    });
+    future.call_method1(
+        intern!(py, "add_done_callback"),
+        (AbortIfCancelled(task.abort_handle()),),
+    )?;
+    Ok(future)
+}
+
+/// A finished call's outcome, turned into Python on the event loop's thread.
+type Delivery = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
+
+/// The calls of one event loop that have finished, waiting for the loop to set their futures.
+/// A runtime thread leaves each here and, unless the loop was told already, writes a byte to
+/// `sender`; the loop watches `receiver` and takes them all ([`Deliver`]). So no runtime
+/// thread takes the GIL or waits for the loop's thread, and the loop wakes once for however
+/// many calls finished meanwhile. Measured against setting each result from a runtime thread
+/// that takes the GIL (pyo3-async-runtimes' way), alternating builds on one server, 2 cores:
+/// a lending query 0.43 against 0.55 ms, and 8 tasks' use cases 2,500 against 1,950 a second.
+struct Finished {
+    pid: u32,
+    done: Mutex<Vec<(Py<PyAny>, Delivery)>>,
+    told: AtomicBool,
+    sender: UnixStream,
+    receiver: UnixStream,
+}
+
+thread_local! {
+    /// The event loop this thread last called from, and its [`Finished`].
+    static LOOP: RefCell<Option<(Py<PyAny>, Arc<Finished>)>> = const { RefCell::new(None) };
+}
+
+impl Finished {
+    /// Those of `event_loop`, the running loop of this thread: made, and watched by the loop,
+    /// on its first call (and again in a child process after `fork`).
+    fn of(event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Self>> {
+        let pid = std::process::id();
+        LOOP.with_borrow_mut(|current| {
+            if let Some((known, finished)) = current.as_ref() {
+                if known.is(event_loop) && finished.pid == pid {
+                    return Ok(finished.clone());
+                }
+            }
+            let (receiver, sender) = UnixStream::pair()?;
+            receiver.set_nonblocking(true)?;
+            sender.set_nonblocking(true)?;
+            let fd = receiver.as_raw_fd();
+            let finished = Arc::new(Self {
+                pid,
+                done: Mutex::new(Vec::new()),
+                told: AtomicBool::new(false),
+                sender,
+                receiver,
+            });
+            event_loop.call_method1(
+                intern!(event_loop.py(), "add_reader"),
+                (fd, Deliver(finished.clone())),
+            )?;
+            *current = Some((event_loop.clone().unbind(), finished.clone()));
+            Ok(finished)
+        })
+    }
+
+    fn leave(&self, future: Py<PyAny>, outcome: Delivery) {
+        self.done
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((future, outcome));
+        if !self.told.swap(true, Ordering::AcqRel) {
+            // Only fails when the socket's buffer is full: of bytes the loop is yet to read.
+            let _ = (&self.sender).write(&[1]);
+        }
+    }
+}
+
+/// A call's future until the call leaves its outcome. Dropped without one (the call panicked),
+/// it leaves an error, so that nobody awaits for ever; dropped because the future was
+/// cancelled, its error is never seen.
+struct Pending {
+    finished: Arc<Finished>,
+    future: Option<Py<PyAny>>,
+}
+
+impl Pending {
+    fn deliver(mut self, outcome: Delivery) {
+        if let Some(future) = self.future.take() {
+            self.finished.leave(future, outcome);
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(future) = self.future.take() {
+            let lost: Delivery = Box::new(|py| {
+                Err(interface_error(
+                    py,
+                    "the call failed inside the library (a bug)",
+                ))
+            });
+            self.finished.leave(future, lost);
+        }
+    }
+}
+
+/// The event loop's reader of [`Finished`]: sets the futures of the calls that finished.
+#[pyclass(frozen)]
+struct Deliver(Arc<Finished>);
+
+#[pymethods]
+impl Deliver {
+    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        let mut bytes = [0_u8; 64];
+        while matches!((&self.0.receiver).read(&mut bytes), Ok(n) if n > 0) {}
+        // Cleared before taking: a call left after this is taken now, or tells the loop again.
+        self.0.told.store(false, Ordering::Release);
+        let done = std::mem::take(&mut *self.0.done.lock().unwrap_or_else(PoisonError::into_inner));
+        // Every future is set, whatever one of them raises.
+        let mut failed = None;
+        for (future, outcome) in done {
+            if let Err(e) = settle(future.bind(py), outcome) {
+                failed.get_or_insert(e);
             }
         }
+        failed.map_or(Ok(()), Err)
+    }
+}
+
+fn settle(future: &Bound<'_, PyAny>, outcome: Delivery) -> PyResult<()> {
+    let py = future.py();
+    // Cancelled while its call ran: nobody awaits it.
+    if future.call_method0(intern!(py, "done"))?.is_truthy()? {
+        return Ok(());
+    }
+    match outcome(py) {
+        Ok(value) => future.call_method1(intern!(py, "set_result"), (value,)),
+        Err(e) => future.call_method1(intern!(py, "set_exception"), (e,)),
+    }
+    .map(drop)
+}
+
+/// A future's done callback: a cancelled future's call is dropped on the runtime.
+#[pyclass(frozen)]
+struct AbortIfCancelled(tokio::task::AbortHandle);
+
+#[pymethods]
+impl AbortIfCancelled {
+    fn __call__(&self, future: &Bound<'_, PyAny>) -> PyResult<()> {
+        if future
+            .call_method0(intern!(future.py(), "cancelled"))?
+            .is_truthy()?
+        {
+            self.0.abort();
+        }
+        Ok(())
     }
 }
 
@@ -145,7 +324,8 @@ struct ProcessRuntime {
 static SHARED: AtomicPtr<ProcessRuntime> = AtomicPtr::new(std::ptr::null_mut());
 static BLOCKING: AtomicPtr<ProcessRuntime> = AtomicPtr::new(std::ptr::null_mut());
 
-/// The multi-thread runtime of this process.
+/// The multi-thread runtime of this process: the asyncio stores' calls, the subscriptions'
+/// listeners, the vacuums.
 fn shared() -> std::io::Result<&'static Runtime> {
     process_runtime(&SHARED, || {
         tokio::runtime::Builder::new_multi_thread()
@@ -195,106 +375,26 @@ fn process_runtime(
     }
 }
 
-/// pyo3-async-runtimes' view of [`shared`].
-struct Shared;
-
-tokio::task_local! {
-    static TASK_LOCALS: OnceCell<TaskLocals>;
-}
-
-fn spawn_error(e: &std::io::Error) -> ! {
-    // `spawn` has no error channel; failing to build a runtime means the process cannot
-    // start threads at all.
-    panic!("cannot start the tokio runtime: {e}")
-}
-
 /// Whether the runtime's threads may still enter Python: closed by [`close_python_gate`]
-/// when the interpreter exits. An awaitable's completion sets its asyncio future's result
-/// from a runtime thread, which takes the GIL; a thread that takes it while the interpreter
-/// finalizes is ended by the interpreter in the middle of Rust frames, which aborts the process (one
-/// `asyncio.run` in five did, right after its last await). So every task and blocking job
-/// of [`Shared`] runs holding this gate's read side, and the exit hook takes the write side.
+/// when the interpreter exits. A thread that takes the GIL while the interpreter finalizes
+/// is ended by the interpreter in the middle of Rust frames, which aborts the process. So a
+/// runtime thread enters Python only through [`enter_python`], holding this gate's read side,
+/// and the exit hook takes the write side.
 static PYTHON_GATE: RwLock<bool> = RwLock::new(true);
-
-fn gate() -> RwLockReadGuard<'static, bool> {
-    PYTHON_GATE.read().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// Runs `f` with the GIL from a runtime thread, unless the interpreter is exiting (then not
 /// at all).
 pub fn enter_python(f: impl FnOnce(Python<'_>)) {
-    let open = gate();
+    let open: RwLockReadGuard<'_, bool> =
+        PYTHON_GATE.read().unwrap_or_else(PoisonError::into_inner);
     if *open {
         Python::attach(f);
     }
 }
 
 /// Registered with `atexit` when the module loads: waits (the GIL released) for the runtime
-/// threads that are inside Python or about to enter it, and keeps every later one out. Work
-/// still in flight then never completes, as the process is ending.
+/// threads that are inside Python, and keeps every later one out.
 #[pyfunction]
 pub fn close_python_gate(py: Python<'_>) {
     py.detach(|| *PYTHON_GATE.write().unwrap_or_else(PoisonError::into_inner) = false);
-}
-
-/// A task that is polled only while the gate is open (after it closes, it stays pending and
-/// is never woken again).
-struct Gated<F>(Pin<Box<F>>);
-
-impl<F: Future<Output = ()>> Future for Gated<F> {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
-        let open = gate();
-        if *open {
-            self.0.as_mut().poll(cx)
-        } else {
-            Poll::Pending
-        }
-    }
-}
-
-impl GenericRuntime for Shared {
-    type JoinError = tokio::task::JoinError;
-    type JoinHandle = tokio::task::JoinHandle<()>;
-
-    fn spawn<F>(fut: F) -> Self::JoinHandle
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        shared()
-            .unwrap_or_else(|e| spawn_error(&e))
-            .spawn(Gated(Box::pin(fut)))
-    }
-
-    fn spawn_blocking<F>(f: F) -> Self::JoinHandle
-    where
-        F: FnOnce() + Send + 'static,
-    {
-        shared()
-            .unwrap_or_else(|e| spawn_error(&e))
-            .spawn_blocking(move || {
-                let open = gate();
-                if *open {
-                    f();
-                }
-            })
-    }
-}
-
-impl ContextExt for Shared {
-    fn scope<F, R>(locals: TaskLocals, fut: F) -> Pin<Box<dyn Future<Output = R> + Send>>
-    where
-        F: Future<Output = R> + Send + 'static,
-    {
-        let cell = OnceCell::new();
-        let _ = cell.set(locals);
-        Box::pin(TASK_LOCALS.scope(cell, fut))
-    }
-
-    fn get_task_locals() -> Option<TaskLocals> {
-        TASK_LOCALS
-            .try_with(|c| c.get().cloned())
-            .unwrap_or_default()
-    }
 }
