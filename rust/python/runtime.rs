@@ -135,30 +135,32 @@ impl Finished {
     /// on its first call (and again in a child process after `fork`).
     fn of(event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Self>> {
         let pid = std::process::id();
-        LOOP.with_borrow_mut(|current| {
-            if let Some((known, finished)) = current.as_ref() {
-                if known.is(event_loop) && finished.pid == pid {
-                    return Ok(finished.clone());
-                }
+        let known = LOOP.with_borrow(|current| match current {
+            Some((known, finished)) if known.is(event_loop) && finished.pid == pid => {
+                Some(finished.clone())
             }
-            let (receiver, sender) = UnixStream::pair()?;
-            receiver.set_nonblocking(true)?;
-            sender.set_nonblocking(true)?;
-            let fd = receiver.as_raw_fd();
-            let finished = Arc::new(Self {
-                pid,
-                done: Mutex::new(Vec::new()),
-                told: AtomicBool::new(false),
-                sender,
-                receiver,
-            });
-            event_loop.call_method1(
-                intern!(event_loop.py(), "add_reader"),
-                (fd, Deliver(finished.clone())),
-            )?;
-            *current = Some((event_loop.clone().unbind(), finished.clone()));
-            Ok(finished)
-        })
+            _ => None,
+        });
+        if let Some(finished) = known {
+            return Ok(finished);
+        }
+        let (receiver, sender) = UnixStream::pair()?;
+        receiver.set_nonblocking(true)?;
+        sender.set_nonblocking(true)?;
+        let fd = receiver.as_raw_fd();
+        let finished = Arc::new(Self {
+            pid,
+            done: Mutex::new(Vec::new()),
+            told: AtomicBool::new(false),
+            sender,
+            receiver,
+        });
+        event_loop.call_method1(
+            intern!(event_loop.py(), "add_reader"),
+            (fd, Deliver(finished.clone())),
+        )?;
+        LOOP.set(Some((event_loop.clone().unbind(), finished.clone())));
+        Ok(finished)
     }
 
     fn leave(&self, future: Py<PyAny>, outcome: Delivery) {
