@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dataset
 import stores
+from report import PASS_MARK
 
 EVENTS = int(os.environ.get("DCB_BENCH_EVENTS", "1000000"))
 SCALE = [int(n) for n in os.environ.get("DCB_BENCH_SCALE", "100000,1000000").split(",") if n]
@@ -26,6 +27,11 @@ AS_FOUND_SCALE = [int(n) for n in os.environ.get("DCB_BENCH_AS_FOUND_SCALE", "")
 # Set by run.py for the as-found runs: each store is measured as its load left it.
 AS_FOUND = bool(os.environ.get("DCB_BENCH_AS_FOUND"))
 IMPLEMENTATIONS = ["ours-sync", "ours-async", "psycopg", "eventsourcing"]
+# Each side-by-side benchmark runs in passes, every implementation measured once in each, in
+# turn: this machine's speed drifts by up to a third within minutes, and implementations
+# measured one after the other would each get a different stretch of it. The report pools
+# each implementation's rounds over its passes.
+PASSES = 3
 
 
 @pytest.fixture(scope="session")
@@ -72,9 +78,17 @@ def implementations(server: stores.Server, shape: dataset.Shape) -> Iterator[dic
         impl.close()
 
 
-@pytest.fixture(params=IMPLEMENTATIONS)
+@pytest.fixture(
+    params=[f"{name}{PASS_MARK}{n}" for n in range(1, PASSES + 1) for name in IMPLEMENTATIONS]
+)
 def impl(request: pytest.FixtureRequest, implementations: dict[str, Any]) -> Any:
-    return implementations[request.param]
+    return implementations[request.param.split(PASS_MARK)[0]]
+
+
+@pytest.fixture
+def pass_number(request: pytest.FixtureRequest) -> int:
+    """The pass of the implementation the benchmark measures (1 to PASSES)."""
+    return int(request.node.callspec.params["impl"].split(PASS_MARK)[1])
 
 
 def pytest_ignore_collect(collection_path: Path) -> bool:

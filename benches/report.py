@@ -11,6 +11,8 @@ from typing import Any
 
 IMPLS = ["ours-sync", "ours-async", "psycopg", "eventsourcing"]
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+# Parts the id of a benchmark's pass from its implementation's name: `ours-sync@2`.
+PASS_MARK = "@"
 
 
 def criterion_medians(root: Path) -> dict[str, float]:
@@ -23,22 +25,29 @@ def criterion_medians(root: Path) -> dict[str, float]:
     return found
 
 
-def _p95(stats: dict[str, Any]) -> float:
-    data = stats.get("data") or []
-    if len(data) < 2:
-        return float(stats["max"])
-    return statistics.quantiles(data, n=20)[-1]
-
-
 def _collect(run: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
-    groups: dict[str, dict[str, dict[str, Any]]] = {}
+    """Each group's benchmarks by implementation, the rounds of its passes (conftest.py)
+    pooled: the median and p95 of all of them."""
+    pooled: dict[str, dict[str, list[Any]]] = {}
     for b in run["benchmarks"]:
-        param = b["param"]
-        groups.setdefault(b["group"], {})[str(param)] = {
-            "median": b["stats"]["median"],
-            "p95": _p95(b["stats"]),
-            "extra": b.get("extra_info", {}),
-        }
+        name = str(b["param"]).split(PASS_MARK)[0]
+        pooled.setdefault(b["group"], {}).setdefault(name, []).append(b)
+    groups: dict[str, dict[str, dict[str, Any]]] = {}
+    for group, by_name in pooled.items():
+        for name, passes in by_name.items():
+            data = [t for b in passes for t in b["stats"].get("data") or []]
+            if len(passes) > 1 and not data:
+                raise ValueError(f"{group}, {name}: passes without their rounds' data to pool")
+            if len(data) < 2:
+                (only,) = passes
+                median, p95 = only["stats"]["median"], only["stats"]["max"]
+            else:
+                median, p95 = statistics.median(data), statistics.quantiles(data, n=20)[-1]
+            groups.setdefault(group, {})[name] = {
+                "median": median,
+                "p95": p95,
+                "extra": passes[0].get("extra_info", {}),
+            }
     return groups
 
 

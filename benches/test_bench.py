@@ -16,26 +16,21 @@ from typing import Any
 import dataset
 import pytest
 import stores
-from conftest import AS_FOUND, IMPLEMENTATIONS, SCALE
+from conftest import AS_FOUND, PASSES, SCALE
 from dynamic_streams.examples.library import DomainError
 from dynamic_streams.examples.library import decisions as d
 
 # Enough rounds that each measurement spans seconds, not a fraction of one: this machine's
-# noise comes in bursts, and a short window can land in one.
+# noise comes in bursts, and a short window can land in one. Split over the passes
+# (conftest.py) for the side-by-side benchmarks.
 ROUNDS = 1000
+PASS_ROUNDS = -(-ROUNDS // PASSES)
 
 
 def pairs(shape: dataset.Shape, seed: int) -> Iterator[tuple[str, str]]:
     rng = random.Random(seed)
     while True:
         yield rng.choice(shape.copies), rng.choice(shape.readers)
-
-
-def copies_for(shape: dataset.Shape, impl_name: str, purpose: int) -> Iterator[str]:
-    """Free copies no other benchmark of this store touches."""
-    lane = IMPLEMENTATIONS.index(impl_name) * 4 + purpose
-    lanes = 4 * len(IMPLEMENTATIONS)
-    return iter(shape.free_copies[lane::lanes])
 
 
 @pytest.mark.benchmark(group="python layer: one fixed query, ours-sync")
@@ -50,10 +45,11 @@ def test_python_layer(
 
 
 @pytest.mark.benchmark(group="query: copy + reader, six types")
-def test_query(benchmark: Any, impl: Any, shape: dataset.Shape) -> None:
-    args = pairs(shape, 1)
+def test_query(benchmark: Any, impl: Any, pass_number: int, shape: dataset.Shape) -> None:
+    # The same pairs for every implementation, other pairs in each pass.
+    args = pairs(shape, pass_number)
     result = benchmark.pedantic(
-        impl.query, setup=lambda: (next(args), {}), rounds=ROUNDS, warmup_rounds=20
+        impl.query, setup=lambda: (next(args), {}), rounds=PASS_ROUNDS, warmup_rounds=20
     )
     assert result[1] > 0
 
@@ -74,14 +70,14 @@ def _fresh_append(impl: Any, shape: dataset.Shape, count: int) -> Any:
 @pytest.mark.benchmark(group="append: 1 event, guarded")
 def test_append_one(benchmark: Any, impl: Any, shape: dataset.Shape) -> None:
     benchmark.pedantic(
-        impl.append, setup=_fresh_append(impl, shape, 1), rounds=ROUNDS, warmup_rounds=10
+        impl.append, setup=_fresh_append(impl, shape, 1), rounds=PASS_ROUNDS, warmup_rounds=10
     )
 
 
 @pytest.mark.benchmark(group="append: 5 events, guarded")
 def test_append_five(benchmark: Any, impl: Any, shape: dataset.Shape) -> None:
     benchmark.pedantic(
-        impl.append, setup=_fresh_append(impl, shape, 5), rounds=ROUNDS, warmup_rounds=10
+        impl.append, setup=_fresh_append(impl, shape, 5), rounds=PASS_ROUNDS, warmup_rounds=10
     )
 
 
@@ -131,7 +127,7 @@ def test_use_case(benchmark: Any, impl: Any, shape: dataset.Shape) -> None:
     benchmark.pedantic(
         lambda *a: appended.append(lend(*a)),
         setup=lambda: ((impl, *fresh_pairs(impl, 1)[0]), {}),
-        rounds=ROUNDS,
+        rounds=PASS_ROUNDS,
         warmup_rounds=10,
     )
     assert all(appended)
@@ -141,8 +137,8 @@ WORKERS = 8
 OPS_PER_WORKER = 20  # use cases per worker and round: lend, then return, of its own copies
 # A round takes 60-200 ms: enough of them that each store's measurement spans seconds (six
 # rounds, half a second, left the seed design's interquartile range at a quarter of its
-# median as found).
-THROUGHPUT_ROUNDS = 30
+# median as found). Per pass: 30 in all.
+THROUGHPUT_ROUNDS = 10
 
 
 def _workload(impl: Any) -> Any:
