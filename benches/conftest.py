@@ -28,7 +28,7 @@ AS_FOUND_SCALE = [int(n) for n in os.environ.get("DCB_BENCH_AS_FOUND_SCALE", "")
 AS_FOUND = bool(os.environ.get("DCB_BENCH_AS_FOUND"))
 IMPLEMENTATIONS = ["ours-sync", "ours-async", "psycopg", "eventsourcing"]
 # Each side-by-side benchmark runs in passes, every implementation measured once in each, in
-# turn: this machine's speed drifts by up to a third within minutes, and implementations
+# turn: this machine's speed drifts by up to 40% within one benchmark, and implementations
 # measured one after the other would each get a different stretch of it. The report pools
 # each implementation's rounds over its passes.
 PASSES = 3
@@ -65,11 +65,7 @@ def vacuumed(request: pytest.FixtureRequest, server: stores.Server) -> None:
     Before an implementation's first pass only: its later passes carry on from the state its
     earlier ones left, as one unbroken run of the benchmark would (a VACUUM before each pass
     would keep the seed design's list at most a third as long)."""
-    callspec = getattr(request.node, "callspec", None)
-    later_pass = callspec is not None and not str(callspec.params.get("impl", "")).endswith(
-        f"{PASS_MARK}1"
-    )
-    if not AS_FOUND and not later_pass:
+    if not AS_FOUND and _pass_of(request.node) == 1:
         stores.vacuum(server)
 
 
@@ -95,8 +91,15 @@ def impl(request: pytest.FixtureRequest, implementations: dict[str, Any]) -> Any
 
 @pytest.fixture
 def pass_number(request: pytest.FixtureRequest) -> int:
-    """The pass of the implementation the benchmark measures (1 to PASSES)."""
-    return int(request.node.callspec.params["impl"].split(PASS_MARK)[1])
+    return _pass_of(request.node)
+
+
+def _pass_of(node: pytest.Item) -> int:
+    """The pass of the implementation a benchmark measures (1 to PASSES; 1 for a benchmark
+    that compares none)."""
+    callspec = getattr(node, "callspec", None)
+    impl = callspec.params.get("impl") if callspec is not None else None
+    return int(impl.split(PASS_MARK)[1]) if impl else 1
 
 
 def pytest_ignore_collect(collection_path: Path) -> bool:
