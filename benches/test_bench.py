@@ -137,8 +137,8 @@ WORKERS = 8
 OPS_PER_WORKER = 20  # use cases per worker and round: lend, then return, of its own copies
 # A round takes 60-200 ms: enough of them that each store's measurement spans seconds (six
 # rounds, half a second, left the seed design's interquartile range at a quarter of its
-# median as found). Per pass: 30 in all.
-THROUGHPUT_ROUNDS = 10
+# median as found). 30 in all, split over the passes.
+THROUGHPUT_ROUNDS = -(-30 // PASSES)
 
 
 def _workload(impl: Any) -> Any:
