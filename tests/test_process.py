@@ -253,13 +253,18 @@ def test_asyncio_calls_finish_on_each_event_loop_that_makes_them(
         second = asyncio.run(appends("main again", 10))
         found: dict[str, list[int]] = {}
         threads = [
-            threading.Thread(target=lambda by=by: found.update({by: asyncio.run(appends(by, 100))}))
+            threading.Thread(
+                target=lambda by=by: found.update({by: asyncio.run(appends(by, 100))}), daemon=True
+            )
             for by in ("thread 1", "thread 2")
         ]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(30)
+        assert not any(t.is_alive() for t in threads), (
+            "a thread's event loop never got its calls back"
+        )
         found |= {"main": first, "main again": second}
         assert sorted(n for numbers in found.values() for n in numbers) == list(range(1, 511))
     finally:
