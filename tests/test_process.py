@@ -277,6 +277,29 @@ def test_asyncio_calls_finish_on_each_event_loop_that_makes_them(
     }
 
 
+def test_an_event_loop_that_closes_leaves_no_descriptor_behind(
+    event_store_dsn: str, event_store_table: str
+) -> None:
+    """A loop's first call gives it a way to be woken by the runtime (a Unix socket pair);
+    it goes with the loop when the loop closes, not at the thread's next loop or its end."""
+    store = AsyncEventStore(event_store_dsn, table=event_store_table, pool_size=1)
+
+    def open_descriptors() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    try:
+        # The pool's connection first, from another thread, which then ends.
+        warm = threading.Thread(target=lambda: asyncio.run(store.query(EVERYTHING)))
+        warm.start()
+        warm.join(30)
+        before = open_descriptors()
+        for _ in range(3):
+            asyncio.run(store.query(EVERYTHING))
+            assert open_descriptors() == before
+    finally:
+        store.close()
+
+
 def test_a_store_serves_the_kind_of_calls_it_was_opened_for(
     event_store: EventStore, async_event_store: AsyncEventStore
 ) -> None:

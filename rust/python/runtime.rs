@@ -19,7 +19,7 @@ use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, Weak};
 use std::time::Duration;
 
 use pyo3::prelude::*;
@@ -126,8 +126,10 @@ struct Finished {
 }
 
 thread_local! {
-    /// The event loop this thread last called from, and its [`Finished`].
-    static LOOP: RefCell<Option<(Py<PyAny>, Arc<Finished>)>> = const { RefCell::new(None) };
+    /// The event loop this thread last called from, and its [`Finished`] while the loop keeps
+    /// it: the loop's reader ([`Deliver`]) and the calls in flight hold it, so its socket pair
+    /// closes with the loop (`close` drops the loop's readers), not at this thread's next loop.
+    static LOOP: RefCell<Option<(Py<PyAny>, Weak<Finished>)>> = const { RefCell::new(None) };
 }
 
 impl Finished {
@@ -136,8 +138,8 @@ impl Finished {
     fn of(event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Self>> {
         let pid = std::process::id();
         let known = LOOP.with_borrow(|current| match current {
-            Some((known, finished)) if known.is(event_loop) && finished.pid == pid => {
-                Some(finished.clone())
+            Some((known, finished)) if known.is(event_loop) => {
+                finished.upgrade().filter(|f| f.pid == pid)
             }
             _ => None,
         });
@@ -159,7 +161,10 @@ impl Finished {
             intern!(event_loop.py(), "add_reader"),
             (fd, Deliver(finished.clone())),
         )?;
-        LOOP.set(Some((event_loop.clone().unbind(), finished.clone())));
+        LOOP.set(Some((
+            event_loop.clone().unbind(),
+            Arc::downgrade(&finished),
+        )));
         Ok(finished)
     }
 
