@@ -284,8 +284,8 @@ def test_an_event_loop_that_closes_leaves_no_descriptor_behind(
     it goes with the loop when the loop closes, not at the thread's next loop or its end."""
     store = AsyncEventStore(event_store_dsn, table=event_store_table, pool_size=1)
 
-    def open_descriptors() -> int:
-        return len(os.listdir("/proc/self/fd"))
+    def open_descriptors() -> set[str]:
+        return set(os.listdir("/proc/self/fd"))
 
     try:
         # The pool's connection first, from another thread, which then ends.
@@ -295,7 +295,13 @@ def test_an_event_loop_that_closes_leaves_no_descriptor_behind(
         before = open_descriptors()
         for _ in range(3):
             asyncio.run(store.query(EVERYTHING))
-            assert open_descriptors() == before
+            # None left open that was not open before (others may close meanwhile). The
+            # runtime's task of the last call may let go of the pair a moment after the loop
+            # closed.
+            deadline = time.monotonic() + 5
+            while (left := open_descriptors() - before) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert left == set()
     finally:
         store.close()
 
