@@ -277,6 +277,7 @@ def test_asyncio_calls_finish_on_each_event_loop_that_makes_them(
     }
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="lists descriptors in /proc")
 def test_an_event_loop_that_closes_leaves_no_descriptor_behind(
     event_store_dsn: str, event_store_table: str
 ) -> None:
