@@ -27,6 +27,8 @@ AS_FOUND_SCALE = [int(n) for n in os.environ.get("DCB_BENCH_AS_FOUND_SCALE", "")
 # Set by run.py for the as-found runs: each store is measured as its load left it.
 AS_FOUND = bool(os.environ.get("DCB_BENCH_AS_FOUND"))
 IMPLEMENTATIONS = ["ours-sync", "ours-async", "psycopg", "eventsourcing"]
+# Measured beside the query only: what any client's query costs at the least (stores.Floor).
+FLOORS = ["floor-select", "floor-transaction"]
 # Each side-by-side benchmark runs in passes, every implementation measured once in each, in
 # turn: this machine's speed drifts by up to 40% within one benchmark, and implementations
 # measured one after the other would each get a different stretch of it. The report pools
@@ -76,15 +78,20 @@ def implementations(server: stores.Server, shape: dataset.Shape) -> Iterator[dic
         "ours-async": stores.OursAsync(server, f"bench_{EVENTS}.events"),
         "psycopg": stores.Psycopg(server, f"seed_{EVENTS}.events"),
         "eventsourcing": stores.EventSourcing(server, EVENTS),
+        "floor-select": stores.Floor(server, f"bench_{EVENTS}.events", transaction=False),
+        "floor-transaction": stores.Floor(server, f"bench_{EVENTS}.events", transaction=True),
     }
     yield made
     for impl in made.values():
         impl.close()
 
 
-@pytest.fixture(
-    params=[f"{name}{PASS_MARK}{n}" for n in range(1, PASSES + 1) for name in IMPLEMENTATIONS]
-)
+def in_passes(names: list[str]) -> list[str]:
+    """Each of `names` once in every pass, in turn: the `impl` fixture's parameters."""
+    return [f"{name}{PASS_MARK}{n}" for n in range(1, PASSES + 1) for name in names]
+
+
+@pytest.fixture(params=in_passes(IMPLEMENTATIONS))
 def impl(request: pytest.FixtureRequest, implementations: dict[str, Any]) -> Any:
     return implementations[request.param.split(PASS_MARK)[0]]
 

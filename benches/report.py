@@ -143,6 +143,9 @@ def render(
         )
 
     lines.append("")
+    floors = _floors(groups)
+    if floors:
+        lines.append(floors)
     if vacuumed is not None:
         query = next(g for name, g in groups.items() if name.startswith("query:"))
         lines.append(
@@ -204,6 +207,21 @@ def render(
                 f"\nLargest over smallest: {ratio:.2f}x (the 10M point runs on request: {request})."
             )
     return "\n".join(lines) + "\n"
+
+
+def _floors(groups: dict[str, dict[str, dict[str, Any]]]) -> str | None:
+    """The query's floors (stores.Floor) against psycopg's query, when the run measured them."""
+    query = next((g for name, g in groups.items() if name.startswith("query:")), None)
+    if not query or not all(f in query for f in ("floor-select", "floor-transaction", "psycopg")):
+        return None
+    m = {name: query[name]["median"] for name in ("floor-select", "floor-transaction", "psycopg")}
+    return (
+        "The query's floor on this machine, measured in turn with the others: libpq sending "
+        "this library's statement and leaving its rows undecoded took "
+        f"{_ms(m['floor-transaction'])} ms inside the read's transaction under one Sync "
+        f"({m['floor-transaction'] / m['psycopg']:.2f}x psycopg), the bare SELECT "
+        f"{_ms(m['floor-select'])} ms ({m['floor-select'] / m['psycopg']:.2f}x)."
+    )
 
 
 def _read_side(groups: dict[str, dict[str, dict[str, Any]]], verdicts: list[Any]) -> list[str]:

@@ -89,7 +89,8 @@ def as_found(shape: dataset.Shape) -> Found:
             env,
             results,
             "-k",
-            "test_query and not scale or test_append_one or test_use_case or test_throughput",
+            "test_query and not scale and not floor or test_append_one or test_use_case "
+            "or test_throughput",
         )
         with psycopg.connect(server.dsn, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")

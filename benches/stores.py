@@ -6,6 +6,8 @@
   insert in one auto-commit statement, which is not safe under concurrency).
 - ``eventsourcing``: the ``eventsourcing`` package's PostgreSQL DCB recorder, with BookID
   and ReaderID as tags.
+- ``floor-select`` / ``floor-transaction`` (the query only): the least a query can take on
+  this machine, see :class:`Floor`.
 
 Every store holds the same generated data set; see :mod:`dataset`.
 """
@@ -40,6 +42,7 @@ from dynamic_streams import (
     build_event_filter,
 )
 from dynamic_streams.embedded import EmbeddedPostgres
+from psycopg import pq
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
@@ -693,6 +696,75 @@ class Psycopg:
 
     def close(self) -> None:
         self.pool.close()
+
+
+class Floor:
+    """A floor under any client's query: libpq (psycopg's C ``pq`` layer) sends this library's
+    own prepared statement, its text parameters made before the clock starts (``prepared``),
+    and leaves the rows it gets back undecoded. With ``transaction``, inside the read's
+    transaction as this library runs it (``BEGIN``, its two key locks, the SELECT,
+    ``COMMIT``), all four under one Sync: the least a correct read can cost here.
+    Without, the bare SELECT alone."""
+
+    def __init__(self, server: Server, table: str, transaction: bool) -> None:
+        self.name = "floor-transaction" if transaction else "floor-select"
+        self.table = table
+        self.transaction = transaction
+        # The session settings this library's connections start with (rust/pool.rs).
+        self.conn = psycopg.connect(
+            server.dsn,
+            autocommit=True,
+            options="-c plan_cache_mode=force_generic_plan -c enable_seqscan=off",
+        )
+        self.pg = self.conn.pgconn
+        sql, _ = lending_filter("book", "reader").to_sql(table)
+        for name, text in (
+            (b"select", sql),
+            (b"begin", "BEGIN ISOLATION LEVEL READ COMMITTED, READ ONLY"),
+            (b"lock", "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS u(k)"),
+            (b"commit", "COMMIT"),
+        ):
+            made = self.pg.prepare(name, text.encode())
+            if made.status != pq.ExecStatus.COMMAND_OK:
+                raise RuntimeError(made.get_error_field(pq.DiagnosticField.MESSAGE_PRIMARY))
+        if transaction:
+            self.pg.enter_pipeline_mode()
+
+    def prepared(self, book: str, reader: str) -> tuple[bytes, bytes, bytes]:
+        """The SELECT's parameters in text form: the filter's keys (as `to_sql` shows them),
+        its types, its predicates."""
+        _, shown = lending_filter(book, reader).to_sql(self.table)
+        keys = "{" + ",".join(re.findall(r"-?\d+", shown[0])) + "}"
+        predicates = (json.dumps({"BookID": book}), json.dumps({"ReaderID": reader}))
+        return (
+            keys.encode(),
+            ("{" + ",".join(dataset.ALL_TYPES) + "}").encode(),
+            ("{" + ",".join(json.dumps(p) for p in predicates) + "}").encode(),
+        )
+
+    def query(self, params: Sequence[bytes]) -> tuple[Sequence[Any], int]:
+        pg = self.pg
+        if not self.transaction:
+            rows = pg.exec_prepared(b"select", params, result_format=1)
+        else:
+            # The read locks its lookup's keys: the same two numbers serve here.
+            pg.send_query_prepared(b"begin", [])
+            pg.send_query_prepared(b"lock", [params[0]])
+            pg.send_query_prepared(b"select", params, result_format=1)
+            pg.send_query_prepared(b"commit", [])
+            pg.pipeline_sync()
+            rows = None
+            while (r := pg.get_result()) is None or r.status != pq.ExecStatus.PIPELINE_SYNC:
+                if r is not None and r.status == pq.ExecStatus.TUPLES_OK and r.nfields > 1:
+                    rows = r
+        if rows is None or rows.status != pq.ExecStatus.TUPLES_OK:
+            raise RuntimeError("the floor's query failed")
+        n = rows.ntuples
+        last = rows.get_value(n - 1, 0) if n else None
+        return range(n), int.from_bytes(last, "big", signed=True) if last else 0
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 class EventSourcing:
