@@ -502,10 +502,7 @@ def query_buffers(
     found: dict[str, list[dict[str, int]]] = {"ours": [], "psycopg": []}
     seed = SEED_EXPLAIN.format(table=f"seed_{shape.events}.events")
     for book, reader in picks:
-        sql, shown = lending_filter(book, reader).to_sql(f"bench_{shape.events}.events")
-        # The parameters as `to_sql` shows them: the keys (`BigIntArray([...])`), the types,
-        # the predicates (known here: the lending filter's).
-        keys = [int(k) for k in re.findall(r"-?\d+", shown[0])]
+        sql, keys = lending_lookup(book, reader, f"bench_{shape.events}.events")
         predicates = [Jsonb({"BookID": book}), Jsonb({"ReaderID": reader})]
         found["ours"].append(buffers(server, sql, [keys, dataset.ALL_TYPES, predicates]))
         found["psycopg"].append(buffers(server, seed, [dataset.ALL_TYPES, *predicates]))
@@ -577,6 +574,14 @@ def lending_filter(book: str, reader: str) -> Any:
         .and_any_predicate_of(P("BookID", book), P("ReaderID", reader))
         .finalize()
     )
+
+
+def lending_lookup(book: str, reader: str, table: str) -> tuple[str, list[int]]:
+    """The lending query's SQL for `table` and its first parameter, the key index lookup's
+    keys, read from what `to_sql` shows (`BigIntArray([...])`; the types and the predicates
+    follow, known here: the lending filter's)."""
+    sql, shown = lending_filter(book, reader).to_sql(table)
+    return sql, [int(k) for k in re.findall(r"-?\d+", shown[0])]
 
 
 class Ours:
@@ -733,8 +738,8 @@ class Floor:
     def prepared(self, book: str, reader: str) -> tuple[bytes, bytes, bytes]:
         """The SELECT's parameters in text form: the filter's keys (as `to_sql` shows them),
         its types, its predicates."""
-        _, shown = lending_filter(book, reader).to_sql(self.table)
-        keys = "{" + ",".join(re.findall(r"-?\d+", shown[0])) + "}"
+        _, lookup = lending_lookup(book, reader, self.table)
+        keys = "{" + ",".join(map(str, lookup)) + "}"
         predicates = (json.dumps({"BookID": book}), json.dumps({"ReaderID": reader}))
         return (
             keys.encode(),
